@@ -1,0 +1,202 @@
+"""One training run: config -> data -> model -> fit -> evaluation -> run directory.
+
+`keras-clip train` is a thin wrapper around `train()`. A run directory holds
+`model.keras` (weights + tokenizer), `tokenizer/` (the tokenizer's assets),
+`config.yaml` (the resolved config) and `metrics.json`.
+"""
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_clip.config import load_config, save_config
+from keras_clip.data import CaptionTokenizer, ShapesDataset, make_dataset
+from keras_clip.eval import embed_images, embed_texts, retrieval_metrics, zero_shot_evaluate
+from keras_clip.models.builder import build_clip, load_run_model
+
+NO_DECAY = ["bias", "gamma", "beta", "embedding", "log_scale", "logit_bias"]
+
+
+def make_optimizer(training_config, steps):
+    """AdamW with linear warmup then cosine decay; no weight decay on biases,
+    norms, embeddings and the temperature (as open_clip does)."""
+    lr = float(training_config["learning_rate"])
+    warmup = int(round(training_config["warmup_fraction"] * steps))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else lr,
+        decay_steps=max(steps - warmup, 1),
+        warmup_target=lr if warmup else None,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=float(training_config["weight_decay"]), beta_2=0.98, epsilon=1e-6
+    )
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    return optimizer
+
+
+def load_data(config):
+    """The data splits a config asks for, as numpy arrays and caption lists."""
+    data_cfg = config["data"]
+    if data_cfg["name"] != "shapes":
+        raise ValueError(f"Unknown data set {data_cfg['name']!r}; built in: ['shapes'].")
+    image_size = config["model"]["image_encoder"]["image_size"]
+    shapes = ShapesDataset(
+        image_size=image_size, seed=data_cfg["seed"], two_shape_fraction=data_cfg["two_shape_fraction"]
+    )
+    splits = {
+        "train": shapes.generate("train", data_cfg["train_examples"]),
+        "test": shapes.generate("test", data_cfg["test_examples"]),
+        "heldout": shapes.generate("heldout", data_cfg["heldout_examples"]),
+    }
+    return shapes, splits
+
+
+def evaluate(model, shapes, splits, batch_size=256):
+    """Zero-shot accuracy (seen and held-out combinations) and test-set retrieval."""
+    templates = list(shapes.prompt_templates)
+    seen = zero_shot_evaluate(
+        model, splits["test"]["images"], splits["test"]["labels"], shapes.class_names, templates, batch_size=batch_size
+    )
+    metrics = {
+        "zero_shot_top1": seen["top1"],
+        "zero_shot_top5": seen["top5"],
+        "chance_top1": seen["chance_top1"],
+        "num_classes": len(shapes.class_names),
+    }
+    if len(splits["heldout"]["labels"]):
+        held = zero_shot_evaluate(
+            model,
+            splits["heldout"]["images"],
+            splits["heldout"]["labels"],
+            shapes.class_names,
+            templates,
+            batch_size=batch_size,
+        )
+        metrics["heldout_zero_shot_top1"] = held["top1"]
+        metrics["heldout_zero_shot_top5"] = held["top5"]
+    image_emb = embed_images(model, splits["test"]["images"], batch_size)
+    text_emb = embed_texts(model, splits["test"]["captions"], batch_size)
+    metrics.update(retrieval_metrics(image_emb, text_emb))
+    return metrics
+
+
+def format_metrics(metrics):
+    lines = [
+        f"zero-shot top-1 {metrics['zero_shot_top1']:.3f}  top-5 {metrics['zero_shot_top5']:.3f}  "
+        f"(chance {metrics['chance_top1']:.3f}, {metrics.get('num_classes', '?')} classes, seen combinations)"
+    ]
+    if "heldout_zero_shot_top1" in metrics:
+        lines.append(
+            f"zero-shot top-1 {metrics['heldout_zero_shot_top1']:.3f}  top-5 "
+            f"{metrics['heldout_zero_shot_top5']:.3f}  (held-out, never-seen combinations)"
+        )
+    for direction in ("image_to_text", "text_to_image"):
+        lines.append(
+            f"{direction.replace('_', ' ')}: "
+            + "  ".join(f"R@{k} {metrics[f'{direction}_R@{k}']:.3f}" for k in (1, 5, 10))
+            + f"  median rank {metrics[f'{direction}_median_rank']:.0f}"
+        )
+    return "\n".join(lines)
+
+
+def train(config=None, output_dir=None, overrides=None, verbose="auto"):
+    """Trains a CLIP model as `config` says and writes a run directory.
+
+    Args:
+        config: preset name, YAML path or dict (None: the `shapes` recipe).
+        output_dir: where to write the run (None: nothing is written).
+        overrides: nested dict merged over the config.
+        verbose: passed to `model.fit` (progress bar by default).
+
+    Returns:
+        (model, metrics dict).
+    """
+    config = load_config(config, overrides)
+    training = config["training"]
+    keras.utils.set_random_seed(int(training["seed"]))
+    if training["mixed_precision"]:
+        keras.mixed_precision.set_dtype_policy(training["mixed_precision"])
+
+    shapes, splits = load_data(config)
+    context = config["model"]["text_encoder"]["context_length"]
+    tokenizer = CaptionTokenizer.from_corpus(
+        splits["train"]["captions"]
+        + [t.format(c) for c in shapes.class_names for t in shapes.prompt_templates],
+        context_length=context,
+    )
+    model = build_clip(config["model"], tokenizer=tokenizer)
+    batch_size = int(training["batch_size"])
+    train_ds = make_dataset(
+        splits["train"]["images"],
+        splits["train"]["captions"],
+        tokenizer,
+        batch_size,
+        labels=splits["train"]["labels"],
+        shuffle=True,
+        seed=int(training["seed"]),
+    )
+    steps_per_epoch = len(splits["train"]["captions"]) // batch_size
+    epochs = int(training["epochs"])
+    jit = training["jit_compile"]
+    model.compile(
+        optimizer=make_optimizer(training, steps_per_epoch * epochs),
+        loss=config["loss"],
+        jit_compile=jit if jit != "auto" else "auto",
+    )
+    start = time.time()
+    history = model.fit(train_ds, epochs=epochs, verbose=verbose)
+    train_seconds = time.time() - start
+
+    metrics = evaluate(model, shapes, splits, batch_size=int(config["eval"]["batch_size"]))
+    metrics.update(
+        {
+            "backend": keras.backend.backend(),
+            "train_seconds": round(train_seconds, 2),
+            "epochs": epochs,
+            "steps": steps_per_epoch * epochs,
+            "final_loss": float(history.history["loss"][-1]),
+            "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
+            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        }
+    )
+    if output_dir:
+        write_run(output_dir, model, tokenizer, config, metrics)
+    return model, metrics
+
+
+def write_run(output_dir, model, tokenizer, config, metrics):
+    os.makedirs(output_dir, exist_ok=True)
+    model.save(os.path.join(output_dir, "model.keras"))
+    tokenizer.save(os.path.join(output_dir, "tokenizer"))
+    save_config(config, os.path.join(output_dir, "config.yaml"))
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        json.dump(_jsonable(metrics), f, indent=2)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def evaluate_run(run_dir):
+    """Re-evaluates a saved run on its config's evaluation data."""
+    config = load_config(os.path.join(run_dir, "config.yaml"))
+    model = load_run_model(run_dir)
+    shapes, splits = load_data(config)
+    metrics = evaluate(model, shapes, splits, batch_size=int(config["eval"]["batch_size"]))
+    metrics["backend"] = keras.backend.backend()
+    return metrics
