@@ -39,6 +39,15 @@ def make_optimizer(training_config, steps):
     return optimizer
 
 
+def resolve_jit_compile(value):
+    """`"auto"`: XLA on JAX (without it JAX runs op by op), off on TensorFlow and
+    PyTorch, where on CPU the small models here train faster without it
+    (benchmarks/train_throughput.py measures both)."""
+    if value == "auto":
+        return keras.backend.backend() == "jax"
+    return bool(value)
+
+
 def load_data(config):
     """The data splits a config asks for, as numpy arrays and caption lists."""
     data_cfg = config["data"]
@@ -142,14 +151,13 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto"):
     )
     steps_per_epoch = len(splits["train"]["captions"]) // batch_size
     epochs = int(training["epochs"])
-    jit = training["jit_compile"]
     model.compile(
         optimizer=make_optimizer(training, steps_per_epoch * epochs),
         loss=config["loss"],
-        jit_compile=jit if jit != "auto" else "auto",
+        jit_compile=resolve_jit_compile(training["jit_compile"]),
     )
     start = time.time()
-    history = model.fit(train_ds, epochs=epochs, verbose=verbose)
+    history = model.fit(train_ds, epochs=epochs, verbose=verbose, shuffle=False)
     train_seconds = time.time() - start
 
     metrics = evaluate(model, shapes, splits, batch_size=int(config["eval"]["batch_size"]))

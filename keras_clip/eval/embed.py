@@ -1,12 +1,34 @@
-"""Batched encoding of many images or captions with a trained CLIP."""
+"""Batched encoding of many images or captions with a trained CLIP.
 
+Encoding goes through `keras.Model.predict` on a small wrapper model, so it
+is compiled like training is (one XLA program on JAX instead of op-by-op
+dispatch) and batched with Keras' own loop.
+"""
+
+import keras
 import numpy as np
-from keras import ops
 
 
-def _batches(n, batch_size):
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
+class _Encoder(keras.Model):
+    """`predict`-able view of one of CLIP's two encoders."""
+
+    def __init__(self, clip, modality):
+        super().__init__(name=f"{modality}_encoder_view")
+        self.clip = clip
+        self.modality = modality
+        self.jit_compile = keras.backend.backend() == "jax"
+
+    def call(self, x):
+        if self.modality == "image":
+            return self.clip.encode_image(x)
+        return self.clip.encode_text(x)
+
+
+def _encoder(model, modality):
+    cache = model.__dict__.setdefault("_keras_clip_encoders", {})
+    if modality not in cache:
+        cache[modality] = _Encoder(model, modality)
+    return cache[modality]
 
 
 def embed_images(model, images, batch_size=256):
@@ -14,23 +36,22 @@ def embed_images(model, images, batch_size=256):
     images = np.asarray(images)
     if len(images) == 0:
         return np.zeros((0, model.embed_dim), "float32")
-    parts = [ops.convert_to_numpy(model.encode_image(images[s])) for s in _batches(len(images), batch_size)]
-    return np.concatenate(parts).astype("float32")
+    model._check_images(images)
+    return np.asarray(_encoder(model, "image").predict(images, batch_size=batch_size, verbose=0), "float32")
+
+
+def tokenize(model, texts, tokenizer=None):
+    """Captions -> `(N, T)` int32 token ids with the model's tokenizer."""
+    tokenizer = tokenizer or model.tokenizer
+    if tokenizer is None:
+        raise ValueError("Captions given as strings but the model has no tokenizer; pass tokenizer=... or token ids.")
+    return np.asarray(tokenizer(list(texts)), dtype="int32")
 
 
 def embed_texts(model, texts, batch_size=256, tokenizer=None):
     """Captions (list of str) or `(N, T)` token ids -> `(N, D)` float32 numpy embeddings."""
     if len(texts) == 0:
         return np.zeros((0, model.embed_dim), "float32")
-    if isinstance(texts[0], str):
-        tokenizer = tokenizer or model.tokenizer
-        if tokenizer is None:
-            raise ValueError(
-                "Captions given as strings but the model has no tokenizer; pass "
-                "tokenizer=... or token ids."
-            )
-        token_ids = np.asarray(tokenizer(list(texts)), dtype="int32")
-    else:
-        token_ids = np.asarray(texts, dtype="int32")
-    parts = [ops.convert_to_numpy(model.encode_text(token_ids[s])) for s in _batches(len(token_ids), batch_size)]
-    return np.concatenate(parts).astype("float32")
+    token_ids = tokenize(model, texts, tokenizer) if isinstance(texts[0], str) else np.asarray(texts, "int32")
+    model._check_token_ids(token_ids)
+    return np.asarray(_encoder(model, "text").predict(token_ids, batch_size=batch_size, verbose=0), "float32")

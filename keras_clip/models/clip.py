@@ -172,6 +172,7 @@ class CLIP(keras.Model):
         self.image_std = tuple(float(s) for s in image_std)
         self.return_tokens = bool(return_tokens)
         self.contrastive_loss = None
+        self._per_example_outputs = False
         self.built = True
 
     # ------------------------------------------------------------------ inputs
@@ -313,10 +314,11 @@ class CLIP(keras.Model):
         outputs = {
             "image_embeddings": self._l2_normalize(image_features),
             "text_embeddings": self._l2_normalize(text_features),
-            "logit_scale": self.logit_scale(),
         }
-        if self.logit_scale.logit_bias is not None:
-            outputs["logit_bias"] = self.logit_scale.bias()
+        if not self._per_example_outputs:
+            outputs["logit_scale"] = self.logit_scale()
+            if self.logit_scale.logit_bias is not None:
+                outputs["logit_bias"] = self.logit_scale.bias()
         if self.return_tokens:
             image_tokens = self.image_head(image_sequence[:, 1:], training=training)  # (B, P, D)
             text_tokens = self.text_head(text_sequence, training=training)  # (B, T, D)
@@ -339,6 +341,19 @@ class CLIP(keras.Model):
         if needs_tokens:
             self.return_tokens = True
         super().compile(optimizer=optimizer, loss=None, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and self.contrastive_loss is not None:
+            config["loss"] = keras.saving.serialize_keras_object(self.contrastive_loss)
+        return config
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model with its saved optimizer and loss."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.contrastive_loss is None:
@@ -369,11 +384,23 @@ class CLIP(keras.Model):
         self.logit_scale_tracker.update_state(y_pred["logit_scale"])
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
-    def predict_step(self, data):
-        """`predict` returns the per-example embeddings (scalars are dropped)."""
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        outputs = self(x, training=False)
-        return {k: v for k, v in outputs.items() if k in ("image_embeddings", "text_embeddings")}
+    def predict(self, *args, **kwargs):
+        """`predict` returns the per-example outputs only (embeddings, token
+        features): Keras concatenates predictions along the batch, which a
+        scalar such as `logit_scale` doesn't have. Read it from
+        `model.logit_scale()`."""
+        self._per_example_outputs = True
+        try:
+            return super().predict(*args, **kwargs)
+        finally:
+            self._per_example_outputs = False
+
+    def predict_on_batch(self, x):
+        self._per_example_outputs = True
+        try:
+            return super().predict_on_batch(x)
+        finally:
+            self._per_example_outputs = False
 
     # ------------------------------------------------------------------ config
     def get_config(self):

@@ -40,7 +40,7 @@ def test_training_loss_is_infonce_of_the_outputs(tiny_clip, tiny_batch):
     np.testing.assert_allclose(reported, _np(expected), rtol=1e-5)
 
 
-class _MaximiseScale(keras_clip.losses.ContrastiveLoss):
+class MaximiseScaleLoss(keras_clip.losses.ContrastiveLoss):
     """A loss whose gradient pushes the log-scale up, hard."""
 
     def call(self, y_true, y_pred):
@@ -49,7 +49,7 @@ class _MaximiseScale(keras_clip.losses.ContrastiveLoss):
 
 def test_constraint_keeps_log_scale_at_ln_100(tiny_clip, tiny_batch):
     model = tiny_clip(logit_scale={"init": 99.0, "max": 100.0})
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=10.0), loss=_MaximiseScale())
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=10.0), loss=MaximiseScaleLoss())
     model.fit(tiny_batch(batch=4), batch_size=4, epochs=1, verbose=0)
     np.testing.assert_allclose(_np(model.logit_scale.log_scale), math.log(100.0), rtol=1e-6)
 

@@ -1,0 +1,142 @@
+"""Training and inference throughput of a CLIP config, as pairs/s and as a
+fraction of the float32 matmul peak measured in the same process.
+
+    python benchmarks/train_throughput.py --config shapes --batch-size 64
+    python benchmarks/train_throughput.py --config small-vit --batch-size 64 --backends all
+
+With `--backends all` each backend runs in its own process (KERAS_BACKEND is
+fixed per process) and one table is printed. Timings on a shared machine are
+noisy: compare ratios from one run, not absolute numbers across runs.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def transformer_flops(tokens, width, layers, mlp_dim):
+    """Forward multiply-adds x 2 of `layers` pre-norm transformer blocks on `tokens` tokens."""
+    projections = 4 * tokens * width * width  # q, k, v, out
+    attention = 2 * tokens * tokens * width  # scores + weighted sum
+    mlp = 2 * tokens * width * mlp_dim
+    return 2 * layers * (projections + attention + mlp)
+
+
+def clip_forward_flops(model_config):
+    """Forward FLOPs per image-text pair (matmuls only: they dominate)."""
+    img, txt = model_config["image_encoder"], model_config["text_encoder"]
+    patches = (img["image_size"] // img["patch_size"]) ** 2
+    patch_embed = 2 * patches * (img["patch_size"] ** 2 * 3) * img["width"]
+    image = patch_embed + transformer_flops(patches + 1, img["width"], img["layers"], img["mlp_dim"])
+    text = transformer_flops(txt["context_length"], txt["width"], txt["layers"], txt["mlp_dim"])
+    heads = 2 * model_config["embed_dim"] * (img["width"] + txt["width"])
+    return image + text + heads
+
+
+def _time(fn, repeats):
+    fn()  # warm up / compile
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def run_current_backend(config_name, batch_size, steps, jit_compile):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+
+    from keras_clip.config import load_config
+    from keras_clip.models.builder import build_clip
+
+    config = load_config(config_name)
+    model_cfg = config["model"]
+    model = build_clip(model_cfg)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=jit_compile)
+    rng = np.random.default_rng(0)
+    size = model_cfg["image_encoder"]["image_size"]
+    vocab = model_cfg["text_encoder"]["vocabulary_size"]
+    context = model_cfg["text_encoder"]["context_length"]
+    token_ids = rng.integers(4, vocab, (batch_size, context)).astype("int32")
+    token_ids[:, context // 2] = model_cfg["end_token_id"]
+    batch = {
+        "images": rng.integers(0, 256, (batch_size, size, size, 3)).astype("float32"),
+        "token_ids": token_ids,
+    }
+    train_s = _time(lambda: model.train_on_batch(batch), steps)
+    infer_s = _time(lambda: model.predict_on_batch(batch), steps)
+
+    # float32 matmul peak of this process/backend: a jit-compiled square matmul.
+    n = 1024
+    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n)).astype("float32"))
+    matmul = keras.ops.matmul
+    if keras.backend.backend() == "jax":
+        import jax
+
+        matmul = jax.jit(keras.ops.matmul)
+
+    def run_matmul():
+        keras.ops.convert_to_numpy(matmul(a, a)[0, 0])
+
+    peak = 2 * n**3 / _time(run_matmul, 10)
+    flops = clip_forward_flops(model_cfg)
+    return {
+        "backend": keras.backend.backend(),
+        "config": config_name,
+        "batch_size": batch_size,
+        "train_pairs_per_s": batch_size / train_s,
+        "infer_pairs_per_s": batch_size / infer_s,
+        "train_flops_fraction": 3 * flops * batch_size / train_s / peak,
+        "infer_flops_fraction": flops * batch_size / infer_s / peak,
+        "matmul_peak_gflops": peak / 1e9,
+        "forward_gflops_per_pair": flops / 1e9,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="shapes")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--backends", default="current", help="'current', 'all' or a comma list")
+    parser.add_argument("--jit-compile", default="auto")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    jit = {"true": True, "false": False}.get(args.jit_compile.lower(), "auto")
+
+    if args.backends == "current":
+        results = [run_current_backend(args.config, args.batch_size, args.steps, jit)]
+    else:
+        names = BACKENDS if args.backends == "all" else args.backends.split(",")
+        results = []
+        for backend in names:
+            cmd = [sys.executable, __file__, "--config", args.config, "--batch-size", str(args.batch_size),
+                   "--steps", str(args.steps), "--jit-compile", args.jit_compile, "--json"]
+            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if out.returncode:
+                print(f"{backend}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+                continue
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if args.json:
+        print(json.dumps(results[0]))
+        return
+    fastest = max(r["train_pairs_per_s"] for r in results)
+    print(f"config {args.config}, batch {args.batch_size}, "
+          f"{results[0]['forward_gflops_per_pair']:.3f} forward GFLOP per pair")
+    print("| backend | train pairs/s | vs fastest | infer pairs/s | train FLOP/s / matmul peak | infer FLOP/s / peak | matmul peak GFLOP/s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['backend']} | {r['train_pairs_per_s']:.1f} | {r['train_pairs_per_s'] / fastest:.2f} | "
+              f"{r['infer_pairs_per_s']:.1f} | {r['train_flops_fraction']:.2f} | {r['infer_flops_fraction']:.2f} | "
+              f"{r['matmul_peak_gflops']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
