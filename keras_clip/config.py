@@ -1,7 +1,8 @@
 """Run configs: plain nested dicts (YAML on disk), merged over defaults and validated.
 
 A config has five sections: `model`, `data`, `training`, `loss`, `eval`. An
-unknown key anywhere is an error that names it and lists the valid keys.
+unknown key anywhere is an error that names it and lists the valid keys. A
+top-level `base: NAME_OR_PATH` starts from another config and overrides it.
 """
 
 import copy
@@ -38,6 +39,7 @@ DEFAULTS = {
         "image_head": "linear",
         "text_head": "linear",
         "logit_scale": {"init": 1.0 / 0.07, "max": 100.0, "learnable": True, "bias_init": None},
+        "queue_size": 0,
         "dtype": None,
     },
     "data": {
@@ -133,8 +135,12 @@ def load_config(source=None, overrides=None):
     if source is None:
         source = "shapes"
     raw = read_yaml(resolve_path(source)) if isinstance(source, str) else dict(source)
+    base = raw.pop("base", None)
     _validate(raw, DEFAULTS)
-    config = _merge(DEFAULTS, raw)
+    config = load_config(base) if base else copy.deepcopy(DEFAULTS)
+    if "loss" in raw:
+        config["loss"] = raw["loss"]  # a loss section replaces the base's whole
+    config = _merge(config, raw)
     if overrides:
         _validate(overrides, DEFAULTS)
         config = _merge(config, overrides)

@@ -13,6 +13,7 @@ import time
 import keras
 import numpy as np
 
+from keras_clip import losses as clip_losses
 from keras_clip.config import load_config, save_config
 from keras_clip.data import CaptionTokenizer, ShapesDataset, make_dataset
 from keras_clip.eval import embed_images, embed_texts, retrieval_metrics, zero_shot_evaluate
@@ -139,6 +140,7 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto"):
         context_length=context,
     )
     model = build_clip(config["model"], tokenizer=tokenizer)
+    loss = clip_losses.get(config["loss"])
     batch_size = int(training["batch_size"])
     train_ds = make_dataset(
         splits["train"]["images"],
@@ -148,12 +150,13 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto"):
         labels=splits["train"]["labels"],
         shuffle=True,
         seed=int(training["seed"]),
+        image_views=bool(getattr(loss, "needs_image_views", False)),
     )
     steps_per_epoch = len(splits["train"]["captions"]) // batch_size
     epochs = int(training["epochs"])
     model.compile(
         optimizer=make_optimizer(training, steps_per_epoch * epochs),
-        loss=config["loss"],
+        loss=loss,
         jit_compile=resolve_jit_compile(training["jit_compile"]),
     )
     start = time.time()

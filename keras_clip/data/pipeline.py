@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_clip.data.augment import random_view
+
 
 def _as_caption_list(captions):
     if isinstance(captions, (str, bytes)):
@@ -35,6 +37,7 @@ def make_dataset(
     seed=0,
     drop_remainder=True,
     repeat=False,
+    image_views=False,
 ):
     """Builds a `tf.data.Dataset` of image-caption batches for CLIP training.
 
@@ -63,6 +66,9 @@ def make_dataset(
         drop_remainder: bool. Drop the last partial batch (keeps every
             contrastive batch the same size).
         repeat: bool. Repeat forever (then pass `steps_per_epoch` to fit).
+        image_views: bool. Also yield `"image_views"`: an augmented second
+            view of every image (`keras_clip.data.augment.random_view`), for
+            SimCLR's image-image term (the SLIP recipe).
 
     Returns:
         A `tf.data.Dataset`.
@@ -155,7 +161,7 @@ def make_dataset(
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
-    def to_inputs(batch):
+    def to_inputs(step, batch):
         token_ids = tokenizer(batch["captions"])  # (B, T)
         inputs = {
             "images": tf.cast(batch["images"], tf.float32),  # (B, H, W, 3)
@@ -163,10 +169,13 @@ def make_dataset(
         }
         if "labels" in batch:
             inputs["labels"] = batch["labels"]  # (B,)
+        if image_views:
+            view_seed = tf.stack([tf.cast(seed, tf.int64), step])
+            inputs["image_views"] = random_view(inputs["images"], view_seed)  # (B, H, W, 3)
         return inputs
 
     # Deterministic map keeps the element order fixed.
-    dataset = dataset.map(
+    dataset = dataset.enumerate().map(
         to_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     return dataset.prefetch(tf.data.AUTOTUNE)

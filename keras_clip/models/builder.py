@@ -74,6 +74,7 @@ def build_clip(model_config, tokenizer=None):
         logit_scale_max=scale["max"],
         learn_logit_scale=scale["learnable"],
         logit_bias_init=scale["bias_init"],
+        queue_size=cfg["queue_size"],
         tokenizer=tokenizer,
         dtype=cfg["dtype"],
         **ids,

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_clip.models.end_token_pooling import EndTokenPooling
+from keras_clip.models.feature_queue import FeatureQueue
 from keras_clip.models.logit_scale import LogitScale
 from keras_clip.models.projection_head import ProjectionHead
 from keras_clip.utils.backend import is_concrete
@@ -83,6 +84,10 @@ class CLIP(keras.Model):
         logit_bias_init: optional float. Adds a learnable logit bias (SigLIP).
         image_mean, image_std: per-channel statistics on 0..1 pixels.
         return_tokens: bool. Also return token-level features.
+        queue_size: int. If > 0, keep a `FeatureQueue` of the last
+            `queue_size` image and text embeddings; the training step passes
+            it to the loss (as `image_queue`, `text_queue`, `queue_valid`)
+            and then enqueues the batch (MoCo's view; see the `queue` config).
         tokenizer: optional tokenizer layer stored with the model (so a
             `.keras` file carries it).
 
@@ -114,6 +119,7 @@ class CLIP(keras.Model):
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
         return_tokens=False,
+        queue_size=0,
         tokenizer=None,
         dtype=None,
         **kwargs,
@@ -146,6 +152,10 @@ class CLIP(keras.Model):
             name="logit_scale",
         )
         self.tokenizer = tokenizer
+        self.queue = None
+        if queue_size:
+            self.queue = FeatureQueue(queue_size, embed_dim, name="queue")
+            self.queue.build()
         _fix_position_ids(image_encoder)
         self.image_head.build((None, image_width))
         self.text_head.build((None, text_width))
@@ -171,6 +181,7 @@ class CLIP(keras.Model):
         self.image_mean = tuple(float(m) for m in image_mean)
         self.image_std = tuple(float(s) for s in image_std)
         self.return_tokens = bool(return_tokens)
+        self.queue_size = int(queue_size)
         self.contrastive_loss = None
         self._per_example_outputs = False
         self.built = True
@@ -367,7 +378,11 @@ class CLIP(keras.Model):
         labels = x.get("labels") if isinstance(x, dict) else None
         if labels is None and y is not None:
             labels = y
+        if self.queue is not None:
+            y_pred = {**y_pred, **self.queue.contents()}
         loss = self.contrastive_loss(labels, y_pred)
+        if self.queue is not None and training:
+            self.queue.enqueue(y_pred["image_embeddings"], y_pred["text_embeddings"])
         if self.losses:
             loss = loss + ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
         return loss
@@ -426,6 +441,7 @@ class CLIP(keras.Model):
             "image_mean": list(self.image_mean),
             "image_std": list(self.image_std),
             "return_tokens": self.return_tokens,
+            "queue_size": self.queue_size,
             "tokenizer": None
             if self.tokenizer is None
             else keras.saving.serialize_keras_object(self.tokenizer),

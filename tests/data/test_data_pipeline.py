@@ -167,3 +167,21 @@ def test_feeds_model_fit_with_shapes_data():
     # shuffle=False: the data set is already shuffled (avoids a Keras warning).
     history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_image_views_are_augmented_copies_in_range():
+    import numpy as np
+
+    from keras_clip.data import CaptionTokenizer, make_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 16, 16, 3)).astype("uint8")
+    captions = [f"caption {i}" for i in range(8)]
+    tokenizer = CaptionTokenizer.from_corpus(captions, context_length=6)
+    first = next(iter(make_dataset(images, captions, tokenizer, 4, seed=1, image_views=True)))
+    again = next(iter(make_dataset(images, captions, tokenizer, 4, seed=1, image_views=True)))
+    views = first["image_views"].numpy()
+    assert views.shape == (4, 16, 16, 3) and views.dtype == np.float32
+    assert views.min() >= 0.0 and views.max() <= 255.0
+    assert not np.allclose(views, first["images"].numpy())
+    np.testing.assert_array_equal(views, again["image_views"].numpy())

@@ -1,0 +1,56 @@
+"""Zero-shot top-1 of each objective on the shapes set at one training budget.
+
+    python benchmarks/objectives.py --epochs 6
+    python benchmarks/objectives.py --configs shapes-queue shapes-batch16 --epochs 6
+
+Each config runs in its own process (fresh seed and state) on the current
+KERAS_BACKEND; prints a markdown table.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+CONFIGS = [
+    "shapes",
+    "shapes-dcl",
+    "shapes-supcon",
+    "shapes-filip",
+    "shapes-slip",
+    "shapes-siglip",
+    "shapes-mlp-heads",
+    "shapes-batch16",
+    "shapes-queue",
+]
+
+WORKER = """
+import json, sys
+from keras_clip.training import train
+_, m = train(sys.argv[1], None, overrides={"training": {"epochs": int(sys.argv[2])}}, verbose=0)
+print(json.dumps({k: m[k] for k in ("zero_shot_top1", "heldout_zero_shot_top1", "image_to_text_R@10",
+                                      "text_to_image_R@10", "train_seconds", "final_loss", "backend")}))
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--configs", nargs="*", default=CONFIGS)
+    args = parser.parse_args()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    print(f"| config | zero-shot top-1 (seen) | top-1 (held-out) | I→T R@10 | T→I R@10 | train s |  ({args.epochs} epochs)")
+    print("|---|---|---|---|---|---|")
+    for name in args.configs:
+        out = subprocess.run([sys.executable, "-c", WORKER, name, str(args.epochs)], env=env, capture_output=True, text=True)
+        if out.returncode:
+            print(f"| {name} | failed: {out.stderr.strip().splitlines()[-1][:120]} |||||", flush=True)
+            continue
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {name} | {m['zero_shot_top1']:.3f} | {m['heldout_zero_shot_top1']:.3f} | {m['image_to_text_R@10']:.3f} | "
+              f"{m['text_to_image_R@10']:.3f} | {m['train_seconds']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
