@@ -1,0 +1,474 @@
+"""FILIP: fine-grained (token-level) contrastive loss, computed in chunks.
+
+Memory. The token similarity tensor `S[a, p, b, q] = <x_ap, y_bq>` has
+B * B * Ni * Nt entries: about 1 GB in float32 for B=256, Ni=50, Nt=77. It is
+never built whole. The text batch (the *second* operand) is cut into chunks
+of `chunk_size` sequences, and a sequential `ops.scan` computes one
+(B, Ni, chunk, Nt) block at a time: 126 MB for a chunk of 32 at that size.
+The padding mask is folded into the features (two extra coordinates, see
+`_with_mask_features`), so a block is a single matmul with no masked copy.
+
+The backward pass is chunked too. Plain autodiff of a chunked loop keeps
+every chunk's block alive until the backward pass (a max-reduction saves its
+input), which would bring the full 1 GB back. So the similarity has a custom
+gradient (`ops.custom_gradient`): the backward pass recomputes the blocks
+chunk by chunk and routes the upstream gradient to where each max is
+attained (ties share it equally, like autodiff of `max`): one scan over text
+chunks for the text-token gradient, one over image chunks for the
+image-token gradient. Only first derivatives are provided.
+
+Measured on CPU at B=256, Ni=50, Nt=77, D=512, default chunk of 32:
+JAX/XLA needs 190 MB of temporaries for the forward pass and 520 MB for
+forward + backward; PyTorch grows by 250 MB (forward) and 630 MB (forward +
+backward); TensorFlow's process memory grows by 0.7-1.0 GB (its allocator
+keeps more). The peak scales about linearly with `chunk_size`: 16 halves the
+blocks (JAX: 310 MB forward + backward).
+"""
+
+import keras
+from keras import ops
+
+from keras_clip.losses._common import NEG_INF
+from keras_clip.losses._common import as_float32
+from keras_clip.losses._common import as_scalar_float32
+from keras_clip.losses._common import check_rank
+from keras_clip.losses._common import check_same_batch
+from keras_clip.losses._common import check_same_width
+from keras_clip.losses._common import diagonal_cross_entropy
+from keras_clip.losses._common import dim
+from keras_clip.losses._common import to_bool_mask
+from keras_clip.losses.base import ContrastiveLoss
+
+
+def _float_mask(mask, tokens, name):
+    """None / bool / 0-1 mask -> float32 (B, N) of 0.0 and 1.0."""
+    if mask is None:
+        return ops.ones_like(tokens[:, :, 0])  # (B, N) float32
+    mask = to_bool_mask(mask)
+    if len(mask.shape) != 2:
+        raise ValueError(
+            f"`{name}` must have shape (batch, tokens), but it has shape "
+            f"{tuple(mask.shape)}."
+        )
+    for axis in (0, 1):
+        m, t = mask.shape[axis], tokens.shape[axis]
+        if m is not None and t is not None and m != t:
+            raise ValueError(
+                f"`{name}` has shape {tuple(mask.shape)} but the tokens have "
+                f"shape {tuple(tokens.shape)}; the mask must be (batch, "
+                "tokens) of the same tokens."
+            )
+    return ops.cast(mask, "float32")
+
+
+def _with_mask_features(tokens, mask, mask_last):
+    """Appends two features that fold the token mask into the dot product.
+
+    Images get `[x, 1, m_x]` and texts `[y, m_y, 1]`, with `m = 0` for a
+    valid token and `-1e9` for an invalid one, so that
+
+        <[x, 1, m_x], [y, m_y, 1]> = <x, y> + m_y + m_x.
+
+    A pair of valid tokens keeps its exact score (the extra terms are exact
+    zeros); a pair with an invalid token drops to about -1e9, out of every
+    max. One matmul then serves both directions, and no masked copy of the
+    (B, Ni, C, Nt) block is ever made.
+    """
+    neg = ops.expand_dims((1.0 - mask) * NEG_INF, -1)  # (B, N, 1)
+    one = ops.ones_like(neg)
+    extra = [one, neg] if mask_last else [neg, one]
+    return ops.concatenate([tokens] + extra, axis=-1)  # (B, N, D + 2)
+
+
+class _Side:
+    """One operand of the late interaction: its tokens and mask statistics."""
+
+    def __init__(self, tokens_aug, mask):
+        self.tokens = tokens_aug  # (B, N, D + 2), mask folded in
+        self.mask = mask  # (B, N) float 0/1
+        self.count = ops.maximum(ops.sum(mask, axis=1), 1.0)  # (B,)
+        self.any = ops.max(mask, axis=1)  # (B,) 1 if any valid token
+        self.n_tokens = tokens_aug.shape[1]
+        self.width = tokens_aug.shape[2] - 2
+
+
+def _block(rows, cols_tokens):
+    """S[u, p, v, q] = <row token (u, p), chunk token (v, q)>, one matmul.
+
+    Args:
+        rows: `_Side` with Br sequences of Np tokens (all of them).
+        cols_tokens: (C, Nq, D + 2) one chunk of the other side.
+    Returns:
+        (Br, Np, C, Nq) masked scores.
+    """
+    c, n_q, w = cols_tokens.shape
+    r2 = ops.reshape(rows.tokens, (-1, w))  # (Br*Np, D+2)
+    s = ops.matmul(r2, ops.transpose(ops.reshape(cols_tokens, (c * n_q, w))))
+    return ops.reshape(s, (-1, rows.n_tokens, c, n_q))
+
+
+def _chunk_scores(rows, cols_tokens, cols_mask):
+    """Both late-interaction scores of all rows against one chunk.
+
+    Returns (2, Br, C): [0] = mean over the row's valid tokens of the max
+    over the chunk sequence's valid tokens; [1] = mean over the chunk
+    sequence's valid tokens of the max over the row's valid tokens.
+    """
+    s = _block(rows, cols_tokens)  # (Br, Np, C, Nq)
+    cols_count = ops.maximum(ops.sum(cols_mask, axis=1), 1.0)  # (C,)
+    cols_any = ops.max(cols_mask, axis=1)  # (C,)
+    best_q = ops.max(s, axis=3)  # (Br, Np, C)
+    best_q = ops.where(rows.mask[:, :, None] > 0, best_q, 0.0)
+    row_view = ops.sum(best_q, axis=1) / rows.count[:, None]  # (Br, C)
+    row_view = ops.where(cols_any[None, :] > 0, row_view, 0.0)
+    best_p = ops.max(s, axis=1)  # (Br, C, Nq)
+    best_p = ops.where(cols_mask[None, :, :] > 0, best_p, 0.0)
+    col_view = ops.sum(best_p, axis=2) / cols_count[None, :]  # (Br, C)
+    col_view = ops.where(rows.any[:, None] > 0, col_view, 0.0)
+    return ops.stack([row_view, col_view], axis=0)  # (2, Br, C)
+
+
+def _chunk_grad(rows, cols_tokens, cols_mask, g_rows, g_cols):
+    """Gradient of the two scores w.r.t. one chunk's (plain) tokens.
+
+    Args:
+        rows: `_Side`, all Br sequences.
+        cols_tokens: (C, Nq, D + 2), cols_mask: (C, Nq).
+        g_rows: (C, Br) upstream of the row view (see `_chunk_scores`),
+            transposed.
+        g_cols: (C, Br) upstream of the column view, transposed.
+    Returns:
+        (C, Nq, D) gradient for the chunk tokens.
+    """
+    c, n_q, w = cols_tokens.shape
+    n_p, d = rows.n_tokens, rows.width
+    # The block is built transposed, S_t[v, q, u, p], so that the final
+    # matmul needs no transposed copy of the block-sized gradient.
+    cols2 = ops.reshape(cols_tokens, (c * n_q, w))  # (C*Nq, D+2)
+    rows2 = ops.reshape(rows.tokens, (-1, w))  # (Br*Np, D+2)
+    s = ops.matmul(cols2, ops.transpose(rows2))  # (C*Nq, Br*Np)
+    s = ops.reshape(s, (c, n_q, -1, n_p))  # (C, Nq, Br, Np), recomputed
+    # Where each max is attained; ties share the gradient equally, as the
+    # autodiff of `max` does on every backend.
+    at_q = ops.equal(s, ops.max(s, axis=1, keepdims=True))  # max over q
+    ties_q = ops.sum(ops.cast(at_q, "float32"), axis=1)  # (C, Br, Np)
+    at_p = ops.equal(s, ops.max(s, axis=3, keepdims=True))  # max over p
+    ties_p = ops.sum(ops.cast(at_p, "float32"), axis=3)  # (C, Nq, Br)
+    del s
+    cols_count = ops.maximum(ops.sum(cols_mask, axis=1), 1.0)  # (C,)
+    cols_any = ops.max(cols_mask, axis=1)  # (C,)
+    # Row view: d/dS at the max over q, for every valid row token p.
+    w_rows = (
+        g_rows[:, :, None]
+        * rows.mask[None, :, :]
+        / (rows.count[None, :, None] * ties_q)
+        * cols_any[:, None, None]
+    )  # (C, Br, Np)
+    # Column view: d/dS at the max over p, for every valid chunk token q.
+    w_cols = (
+        g_cols[:, None, :]
+        * cols_mask[:, :, None]
+        / (cols_count[:, None, None] * ties_p)
+        * rows.any[None, None, :]
+    )  # (C, Nq, Br)
+    d_s = ops.where(at_q, w_rows[:, None, :, :], 0.0) + ops.where(
+        at_p, w_cols[:, :, :, None], 0.0
+    )  # (C, Nq, Br, Np) = dL/dS_t on this block
+    d_s = ops.reshape(d_s, (c * n_q, -1))  # (C*Nq, Br*Np)
+    rows_plain = ops.reshape(rows.tokens[:, :, :d], (-1, d))  # (Br*Np, D)
+    d_cols = ops.matmul(d_s, rows_plain)  # (C*Nq, D)
+    return ops.reshape(d_cols, (c, n_q, d))
+
+
+class _Chunks:
+    """Cuts the leading (batch) axis into `count` zero-padded chunks."""
+
+    def __init__(self, batch, chunk_size):
+        if isinstance(batch, int):
+            self.size = max(1, min(int(chunk_size), batch))
+            self.count = -(-batch // self.size)
+        else:  # batch only known at run time (TensorFlow graph)
+            self.size = int(chunk_size)
+            self.count = (batch + self.size - 1) // self.size
+        self.batch = batch
+        self.pad = self.count * self.size - batch
+
+    def split(self, t):
+        """(B, ...) -> (count, size, ...), zero padded."""
+        t = ops.pad(t, [[0, self.pad]] + [[0, 0]] * (len(t.shape) - 1))
+        rest = [
+            d if d is not None else ops.shape(t)[i + 1]
+            for i, d in enumerate(t.shape[1:])
+        ]
+        return ops.reshape(t, [self.count, self.size] + rest)
+
+    def merge(self, t):
+        """(count, size, N, D) -> (B, N, D), padding dropped."""
+        return ops.reshape(t, (-1,) + tuple(t.shape[2:]))[: self.batch]
+
+
+def _scan_chunks(fn, chunked_inputs, out_shape, count):
+    """Sequentially maps `fn` over the chunks; returns the stacked outputs.
+
+    `ops.scan` with a pass-through carry shaped like one output: unlike
+    `ops.map` / `ops.fori_loop` (TensorFlow runs up to 10 iterations of
+    those in parallel in graph mode), TensorFlow's scan runs one chunk at a
+    time, so only one chunk's blocks are alive on every backend. The scan
+    runs over the chunk indices (a single input, which keeps keras'
+    TensorFlow scan happy when the number of chunks is only known at run
+    time) and each step gathers its chunk.
+    """
+
+    def step(carry, i):
+        return carry, fn(*[ops.take(t, i, axis=0) for t in chunked_inputs])
+
+    _, ys = ops.scan(step, ops.zeros(out_shape), ops.arange(count))
+    return ys
+
+
+def _token_similarities(x, y, x_mask, y_mask, chunk_size):
+    """(2, Ba, Bb) stack of [sim_i2t, sim_t2i^T], both indexed [a, b].
+
+    `x`, `y`: float32 tokens with invalid tokens already zeroed; `x_mask`,
+    `y_mask`: float32 0/1. Custom gradient, see the module docstring.
+    """
+    for t, name in ((x, "image_tokens"), (y, "text_tokens")):
+        if t.shape[1] is None or t.shape[2] is None:
+            raise ValueError(
+                f"filip needs a static token count and width; `{name}` has "
+                f"shape {tuple(t.shape)}."
+            )
+    n_i, n_t, d = x.shape[1], y.shape[1], x.shape[2]
+    batch_a, batch_b = dim(x, 0), dim(y, 0)
+    a_chunks = _Chunks(batch_a, chunk_size)
+    b_chunks = _Chunks(batch_b, chunk_size)
+
+    @ops.custom_gradient
+    def similarities(x, y, x_mask, y_mask):
+        # The forward pass is never differentiated (the gradient is below):
+        # stop_gradient keeps an eager TensorFlow tape from holding on to
+        # every chunk's block.
+        x, y, x_mask, y_mask = [
+            ops.stop_gradient(t) for t in (x, y, x_mask, y_mask)
+        ]
+        images = _Side(_with_mask_features(x, x_mask, True), x_mask)
+        texts = _Side(_with_mask_features(y, y_mask, False), y_mask)
+
+        # Forward: all images against one chunk of texts at a time.
+        scores = _scan_chunks(
+            lambda t, m: _chunk_scores(images, t, m),
+            (b_chunks.split(texts.tokens), b_chunks.split(texts.mask)),
+            (2, batch_a, b_chunks.size),
+            b_chunks.count,
+        )  # (n_b, 2, Ba, C)
+        out = ops.reshape(
+            ops.transpose(scores, (1, 2, 0, 3)), (2, batch_a, -1)
+        )[:, :, :batch_b]  # (2, Ba, Bb)
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow / JAX call grad(upstream)
+                (upstream,) = args
+            upstream = ops.cast(upstream, "float32")  # (2, Ba, Bb)
+            g_i2t, g_t2i = upstream[0], upstream[1]  # (Ba, Bb) each
+
+            # d/d texts: all images against one chunk of texts.
+            dy = _scan_chunks(
+                lambda t, m, g1, g2: _chunk_grad(images, t, m, g1, g2),
+                (
+                    b_chunks.split(texts.tokens),
+                    b_chunks.split(texts.mask),
+                    b_chunks.split(ops.transpose(g_i2t)),  # (n, C, Ba)
+                    b_chunks.split(ops.transpose(g_t2i)),
+                ),
+                (b_chunks.size, n_t, d),
+                b_chunks.count,
+            )  # (n_b, C, Nt, D)
+
+            # d/d images: all texts against one chunk of images. The roles
+            # swap: the rows (texts) now see t2i, the chunk columns i2t.
+            dx = _scan_chunks(
+                lambda t, m, g2, g1: _chunk_grad(texts, t, m, g2, g1),
+                (
+                    a_chunks.split(images.tokens),
+                    a_chunks.split(images.mask),
+                    a_chunks.split(g_t2i),  # (n, C, Bb)
+                    a_chunks.split(g_i2t),
+                ),
+                (a_chunks.size, n_i, d),
+                a_chunks.count,
+            )  # (n_a, C, Ni, D)
+            return (
+                a_chunks.merge(dx),
+                b_chunks.merge(dy),
+                ops.zeros_like(x_mask),
+                ops.zeros_like(y_mask),
+            )
+
+        return out, grad
+
+    return similarities(x, y, x_mask, y_mask)
+
+
+def filip_similarity(
+    image_tokens,
+    text_tokens,
+    image_mask=None,
+    text_mask=None,
+    chunk_size=32,
+):
+    """FILIP token-wise late-interaction similarities, both directions.
+
+    With `x_ap` the p-th (valid) token of image a and `y_bq` the q-th (valid)
+    token of text b:
+
+        sim_i2t[a, b] = mean_{p valid in a} max_{q valid in b} <x_ap, y_bq>
+        sim_t2i[b, a] = mean_{q valid in b} max_{p valid in a} <x_ap, y_bq>
+
+    Invalid (masked) tokens never change the result, whatever they hold
+    (even inf / NaN): they are zeroed, their scores are pushed to about -1e9
+    so no max picks them, and they are left out of the means. A sequence
+    with no valid token at all has similarity 0 with everything.
+
+    Computed in chunks of `chunk_size` sequences of the second operand (the
+    texts), forward and backward, so the full (B, B, Ni, Nt) tensor is never
+    materialised (see the module docstring).
+
+    Reference: Yao et al. 2021, "FILIP: Fine-grained Interactive
+    Language-Image Pre-Training", arXiv:2111.07783 (eq. 4-5).
+
+    Args:
+        image_tokens: (Ba, Ni, D) L2-normalised (per token) image tokens.
+        text_tokens: (Bb, Nt, D) L2-normalised text tokens.
+        image_mask: optional (Ba, Ni) bool or 0/1, True = valid token.
+        text_mask: optional (Bb, Nt) bool or 0/1, True = valid token.
+        chunk_size: int, texts per chunk. Lower it to save memory.
+
+    Returns:
+        `(sim_i2t, sim_t2i)`: float32 (Ba, Bb) and (Bb, Ba).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> img = np.array([[[1, 0], [0, 1]]], dtype="float32")  # 1 image, 2 tokens
+    >>> txt = np.array([[[1, 0], [1, 0]]], dtype="float32")  # 1 text, 2 tokens
+    >>> i2t, t2i = filip_similarity(img, txt)
+    >>> float(i2t[0, 0]), float(t2i[0, 0])  # (1 + 0) / 2, (1 + 1) / 2
+    (0.5, 1.0)
+    """
+    x = as_float32(image_tokens)
+    y = as_float32(text_tokens)
+    check_rank(x, 3, "image_tokens")
+    check_rank(y, 3, "text_tokens")
+    check_same_width(x, y, "image_tokens", "text_tokens")
+    if int(chunk_size) < 1:
+        raise ValueError(
+            f"`chunk_size` must be a positive int; received {chunk_size}."
+        )
+    x_mask = _float_mask(image_mask, x, "image_mask")
+    y_mask = _float_mask(text_mask, y, "text_mask")
+    # Zero the invalid tokens, so that even inf / NaN padding is harmless.
+    x = ops.where(x_mask[:, :, None] > 0, x, 0.0)
+    y = ops.where(y_mask[:, :, None] > 0, y, 0.0)
+    sims = _token_similarities(x, y, x_mask, y_mask, chunk_size)
+    return sims[0], ops.transpose(sims[1])
+
+
+def filip(
+    image_tokens,
+    text_tokens,
+    logit_scale,
+    image_mask=None,
+    text_mask=None,
+    chunk_size=32,
+):
+    """FILIP fine-grained contrastive loss (token-wise max similarity).
+
+    With `filip_similarity` giving `sim_i2t` (B, B) and `sim_t2i` (B, B) and
+    `s = logit_scale`:
+
+        loss = ( CE(s * sim_i2t, arange(B)) + CE(s * sim_t2i, arange(B)) ) / 2
+
+    where CE is the mean row-wise cross-entropy. With a single token per
+    sequence this reduces to `infonce`. Padding tokens (mask False) never
+    change the loss. Batch of 1: exactly 0, as for `infonce`.
+
+    Reference: Yao et al. 2021, arXiv:2111.07783.
+
+    Args:
+        image_tokens: (B, Ni, D) L2-normalised image tokens (global token
+            excluded).
+        text_tokens: (B, Nt, D) L2-normalised text tokens.
+        logit_scale: scalar inverse temperature (already exp'd).
+        image_mask: optional (B, Ni) bool or 0/1 valid-token mask.
+        text_mask: optional (B, Nt) bool or 0/1 valid-token mask.
+        chunk_size: int, texts per chunk (memory / speed trade-off).
+
+    Returns:
+        scalar float32 mean loss.
+
+    Example:
+
+    >>> import numpy as np
+    >>> tokens = np.eye(4, dtype="float32")[:, None, :]  # 4 x 1 token
+    >>> print(f"{float(filip(tokens, tokens, 1.0)):.4f}")  # = infonce
+    0.7437
+    """
+    x = as_float32(image_tokens)
+    y = as_float32(text_tokens)
+    check_rank(x, 3, "image_tokens")
+    check_rank(y, 3, "text_tokens")
+    check_same_batch(x, y, "image_tokens", "text_tokens")
+    scale = as_scalar_float32(logit_scale, "logit_scale")
+    sim_i2t, sim_t2i = filip_similarity(
+        x, y, image_mask, text_mask, chunk_size
+    )
+    loss_i2t = ops.mean(diagonal_cross_entropy(scale * sim_i2t))
+    loss_t2i = ops.mean(diagonal_cross_entropy(scale * sim_t2i))
+    return 0.5 * (loss_i2t + loss_t2i)
+
+
+@keras.saving.register_keras_serializable(package="keras_clip")
+class FILIP(ContrastiveLoss):
+    """FILIP token-level contrastive loss on the CLIP output dict.
+
+    Uses `y_pred["image_tokens"]` (B, Ni, D), `y_pred["text_tokens"]`
+    (B, Nt, D), `y_pred["logit_scale"]`, and the optional masks
+    `y_pred["text_token_mask"]` (B, Nt) and `y_pred["image_token_mask"]`
+    (B, Ni) (absent = all tokens valid); `y_true` is ignored. See `filip`.
+    Reference: arXiv:2111.07783.
+
+    Args:
+        chunk_size: int, texts per chunk. Defaults to 32.
+        name: optional name.
+
+    Example:
+
+    >>> import numpy as np
+    >>> tokens = np.eye(4, dtype="float32")[:, None, :]
+    >>> y_pred = {"image_tokens": tokens, "text_tokens": tokens,
+    ...           "logit_scale": 1.0}
+    >>> print(f"{float(FILIP()(None, y_pred)):.4f}")
+    0.7437
+    """
+
+    needs_tokens = True
+
+    def __init__(self, chunk_size=32, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.chunk_size = int(chunk_size)
+
+    def call(self, y_true, y_pred):
+        return filip(
+            self._require(y_pred, "image_tokens"),
+            self._require(y_pred, "text_tokens"),
+            self._require(y_pred, "logit_scale"),
+            image_mask=y_pred.get("image_token_mask"),
+            text_mask=y_pred.get("text_token_mask"),
+            chunk_size=self.chunk_size,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"chunk_size": self.chunk_size})
+        return config
