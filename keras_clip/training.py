@@ -8,6 +8,7 @@
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -114,7 +115,30 @@ def format_metrics(metrics):
     return "\n".join(lines)
 
 
-def train(config=None, output_dir=None, overrides=None, verbose="auto"):
+def resumed_epoch(output_dir):
+    """The epoch a killed run restarts at (0 for a fresh run), from the
+    `BackupAndRestore` state in `output_dir/backup`."""
+    path = os.path.join(output_dir, "backup", "training_metadata.json") if output_dir else None
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def run_callbacks(output_dir):
+    """Resume state, TensorBoard logs and per-epoch weight checkpoints."""
+    if not output_dir:
+        return []
+    return [
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
+        ),
+    ]
+
+
+def train(config=None, output_dir=None, overrides=None, verbose="auto", callbacks=()):
     """Trains a CLIP model as `config` says and writes a run directory.
 
     Args:
@@ -122,6 +146,13 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto"):
         output_dir: where to write the run (None: nothing is written).
         overrides: nested dict merged over the config.
         verbose: passed to `model.fit` (progress bar by default).
+        callbacks: extra Keras callbacks.
+
+    With an `output_dir`, a run that is killed resumes where it stopped when
+    started again with the same arguments: weights, optimizer state and the
+    epoch come back from `output_dir/backup`, and the data stream skips the
+    epochs already done (each epoch's data order depends only on the seed and
+    the epoch), so the result equals an uninterrupted run.
 
     Returns:
         (model, metrics dict).
@@ -142,16 +173,6 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto"):
     model = build_clip(config["model"], tokenizer=tokenizer)
     loss = clip_losses.get(config["loss"])
     batch_size = int(training["batch_size"])
-    train_ds = make_dataset(
-        splits["train"]["images"],
-        splits["train"]["captions"],
-        tokenizer,
-        batch_size,
-        labels=splits["train"]["labels"],
-        shuffle=True,
-        seed=int(training["seed"]),
-        image_views=bool(getattr(loss, "needs_image_views", False)),
-    )
     steps_per_epoch = len(splits["train"]["captions"]) // batch_size
     epochs = int(training["epochs"])
     model.compile(
@@ -159,8 +180,33 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto"):
         loss=loss,
         jit_compile=resolve_jit_compile(training["jit_compile"]),
     )
+
+    def epoch_dataset(epoch):
+        # Each epoch's order is a NumPy permutation keyed by (seed, epoch): a
+        # resumed run sees exactly the batches an uninterrupted one would.
+        order = np.random.default_rng([int(training["seed"]), epoch]).permutation(len(splits["train"]["captions"]))
+        return make_dataset(
+            splits["train"]["images"][order],
+            [splits["train"]["captions"][i] for i in order],
+            tokenizer,
+            batch_size,
+            labels=splits["train"]["labels"][order],
+            shuffle=False,
+            seed=int(training["seed"]) * 100_003 + epoch,
+            image_views=bool(getattr(loss, "needs_image_views", False)),
+        )
+
+    callbacks = run_callbacks(output_dir) + list(callbacks)
+    logs = {}
     start = time.time()
-    history = model.fit(train_ds, epochs=epochs, verbose=verbose, shuffle=False)
+    for epoch in range(resumed_epoch(output_dir), epochs):
+        history = model.fit(
+            epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False, callbacks=callbacks
+        )
+        for key, values in history.history.items():
+            logs.setdefault(key, []).extend(values)
+    if output_dir:
+        shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
     train_seconds = time.time() - start
 
     metrics = evaluate(model, shapes, splits, batch_size=int(config["eval"]["batch_size"]))
@@ -170,9 +216,9 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto"):
             "train_seconds": round(train_seconds, 2),
             "epochs": epochs,
             "steps": steps_per_epoch * epochs,
-            "final_loss": float(history.history["loss"][-1]),
+            "final_loss": float(logs["loss"][-1]) if logs else None,
             "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
-            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+            "history": {k: [float(v) for v in vals] for k, vals in logs.items()},
         }
     )
     if output_dir:
