@@ -45,6 +45,49 @@ def _cmd_eval(args):
         print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
 
 
+def _cmd_predict(args):
+    from keras_clip.eval.predict import list_images, rank_images, rank_texts
+    from keras_clip.models.builder import load_run_model
+
+    if bool(args.image) == bool(args.text):
+        raise ValueError("predict takes either --image PATH --texts ... or --text TEXT --images DIR.")
+    model = load_run_model(args.run_dir)
+    if args.image:
+        if not args.texts:
+            raise ValueError("--image needs --texts with at least one caption to rank.")
+        ranking = rank_texts(model, args.image, args.texts)
+        print(f"texts ranked for {args.image}:")
+    else:
+        if not args.images:
+            raise ValueError("--text needs --images DIR (a folder of images to rank).")
+        ranking = rank_images(model, args.text, list_images(args.images))
+        print(f"images ranked for {args.text!r}:")
+    for rank, (item, prob) in enumerate(ranking[: args.top], 1):
+        print(f"{rank:3d}. p={prob:.3f}  {item}")
+
+
+def _cmd_export(args):
+    from keras_clip.export import export_run, read_lines
+
+    classes = read_lines(args.classes) if args.classes else None
+    templates = read_lines(args.templates) if args.templates else None
+    if templates and not classes:
+        raise ValueError("--templates needs --classes (they build the zero_shot signature's classes).")
+    if classes and not templates:
+        from keras_clip.data.shapes import PROMPT_TEMPLATES
+
+        templates = list(PROMPT_TEMPLATES)
+    target = export_run(args.run_dir, args.output, version=args.version, class_names=classes, templates=templates)
+    print(f"SavedModel written to {target}")
+
+
+def _cmd_report(args):
+    from keras_clip.eval.report import write_report
+
+    for name, path in write_report(args.run_dir, args.output).items():
+        print(f"{name}: {path}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-clip",
@@ -66,14 +109,37 @@ def build_parser():
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="rank texts for an image, or images for a text")
+    p.add_argument("run_dir")
+    p.add_argument("--image", help="an image file to classify against --texts")
+    p.add_argument("--texts", nargs="*", help="candidate captions for --image")
+    p.add_argument("--text", help="a caption to find images for")
+    p.add_argument("--images", help="a folder of images to rank for --text")
+    p.add_argument("--top", type=int, default=10, help="how many to print")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a run as a SavedModel (TensorFlow Serving layout)")
+    p.add_argument("run_dir")
+    p.add_argument("--output", required=True, help="export base directory (version subfolders inside)")
+    p.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    p.add_argument("--classes", help="file with one class name per line (adds the zero_shot signature)")
+    p.add_argument("--templates", help="file with one prompt template per line, each with {}")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("report", help="write PNG pictures of a run (needs matplotlib)")
+    p.add_argument("run_dir")
+    p.add_argument("--output", default=None, help="folder for the PNGs (default RUN_DIR/report)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
 def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
+    except (FileNotFoundError, KeyError, ValueError, TypeError, ImportError) as error:
         message = error.args[0] if error.args else str(error)
         print(f"keras-clip {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -125,6 +125,19 @@ def resumed_epoch(output_dir):
         return int(json.load(f)["epoch"])
 
 
+class EpochProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, numbering epochs out of the whole run even though
+    `train` calls `fit` once per epoch."""
+
+    def __init__(self, total_epochs):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
 def run_callbacks(output_dir):
     """Resume state, TensorBoard logs and per-epoch weight checkpoints."""
     if not output_dir:
@@ -196,7 +209,7 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
             image_views=bool(getattr(loss, "needs_image_views", False)),
         )
 
-    callbacks = run_callbacks(output_dir) + list(callbacks)
+    callbacks = run_callbacks(output_dir) + list(callbacks) + [EpochProgbar(epochs)]
     logs = {}
     start = time.time()
     for epoch in range(resumed_epoch(output_dir), epochs):

@@ -70,3 +70,50 @@ def test_missing_config_file_is_reported(tmp_path, capsys):
     missing = str(tmp_path / "nope.yaml")
     assert cli.main(["train", "--config", missing, "--output-dir", str(tmp_path)]) == 2
     assert missing in capsys.readouterr().err
+
+
+def _write_pngs(folder, images):
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        path = os.path.join(folder, f"img{i}.png")
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_predict_ranks_texts_and_images(run_dir, tmp_path, capsys):
+    from keras_clip.data import ShapesDataset
+    from keras_clip.eval.predict import rank_images, rank_texts
+    from keras_clip.models.builder import load_run_model
+
+    images = ShapesDataset(image_size=32, seed=7).generate("test", 3)["images"]
+    paths = _write_pngs(str(tmp_path / "imgs"), images)
+    model = load_run_model(run_dir)
+    ranked = rank_texts(model, paths[0], ["a red circle", "a blue square", "a green cross"])
+    assert sorted(t for t, _ in ranked) == ["a blue square", "a green cross", "a red circle"]
+    assert sum(p for _, p in ranked) == pytest.approx(1.0, abs=1e-5)
+    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+    ranked_images = rank_images(model, "a red circle", paths)
+    assert sorted(p for p, _ in ranked_images) == sorted(paths)
+
+    capsys.readouterr()
+    assert cli.main(["predict", run_dir, "--image", paths[0], "--texts", "a red circle", "a blue square"]) == 0
+    assert "p=" in capsys.readouterr().out
+    assert cli.main(["predict", run_dir, "--text", "a red circle", "--images", str(tmp_path / "imgs")]) == 0
+    assert "img" in capsys.readouterr().out
+    assert cli.main(["predict", run_dir, "--text", "x", "--images", str(tmp_path / "none")]) == 2
+    assert "Image folder not found" in capsys.readouterr().err
+
+
+def test_report_writes_pictures(run_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = str(tmp_path / "report")
+    assert cli.main(["report", run_dir, "--output", out]) == 0
+    for name in ("training_curves.png", "similarity.png", "confusion.png", "retrieval.png"):
+        path = os.path.join(out, name)
+        assert os.path.getsize(path) > 5000, name
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
