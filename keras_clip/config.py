@@ -61,7 +61,7 @@ DEFAULTS = {
         "mixed_precision": None,
     },
     "loss": {"name": "infonce"},
-    "eval": {"batch_size": 256},
+    "eval": {"batch_size": 256, "every_epochs": 5},
 }
 
 # Sections whose values are free-form (checked by the code that reads them).

@@ -17,7 +17,7 @@ import numpy as np
 from keras_clip import losses as clip_losses
 from keras_clip.config import load_config, save_config
 from keras_clip.data import CaptionTokenizer, ShapesDataset, make_dataset
-from keras_clip.eval import embed_images, embed_texts, retrieval_metrics, zero_shot_evaluate
+from keras_clip.eval import ZeroShotRetrievalCallback, embed_images, embed_texts, retrieval_metrics, zero_shot_evaluate
 from keras_clip.models.builder import build_clip, load_run_model
 
 NO_DECAY = ["bias", "gamma", "beta", "embedding", "log_scale", "logit_bias"]
@@ -138,11 +138,14 @@ class EpochProgbar(keras.callbacks.ProgbarLogger):
         self.epochs = self.total_epochs
 
 
-def run_callbacks(output_dir):
-    """Resume state, TensorBoard logs and per-epoch weight checkpoints."""
+def run_callbacks(output_dir, evaluation=None):
+    """Evaluation during training, resume state, TensorBoard logs and
+    per-epoch weight checkpoints (the evaluation first, so that History and
+    TensorBoard see its numbers)."""
+    first = [evaluation] if evaluation is not None else []
     if not output_dir:
-        return []
-    return [
+        return first
+    return first + [
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
         keras.callbacks.ModelCheckpoint(
@@ -209,7 +212,14 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
             image_views=bool(getattr(loss, "needs_image_views", False)),
         )
 
-    callbacks = run_callbacks(output_dir) + list(callbacks) + [EpochProgbar(epochs)]
+    evaluation = None
+    if config["eval"]["every_epochs"]:
+        test = splits["test"]
+        evaluation = ZeroShotRetrievalCallback(
+            test["images"], test["labels"], shapes.class_names, list(shapes.prompt_templates),
+            captions=test["captions"], every=int(config["eval"]["every_epochs"]), total_epochs=epochs,
+        )
+    callbacks = run_callbacks(output_dir, evaluation) + list(callbacks) + [EpochProgbar(epochs)]
     logs = {}
     start = time.time()
     for epoch in range(resumed_epoch(output_dir), epochs):

@@ -1,0 +1,67 @@
+import keras
+
+from keras_clip.eval.embed import embed_images, embed_texts
+from keras_clip.eval.retrieval import retrieval_metrics
+from keras_clip.eval.zero_shot import zero_shot_evaluate
+
+
+class ZeroShotRetrievalCallback(keras.callbacks.Callback):
+    """Zero-shot accuracy and retrieval recall every `every` epochs during `fit`.
+
+    The numbers go into the epoch logs (so into `History` and into a
+    `TensorBoard` callback placed after this one), prefixed with `val_`:
+    `val_zero_shot_top1`, `val_zero_shot_top5`, `val_image_to_text_R@1`, ...
+
+    Args:
+        images: `(N, H, W, 3)` evaluation pixels in [0, 255].
+        labels: optional `(N,)` class indices (zero-shot needs them).
+        class_names, templates: the zero-shot classifier's classes and prompts.
+        captions: optional list of captions for retrieval (`text_to_image`
+            maps each to its image when there are several per image).
+        every: int. Evaluate every `every` epochs (and after the last one).
+        total_epochs: optional int, the run's last epoch when `fit` is called
+            once per epoch (default: `fit`'s own `epochs`).
+
+    Example:
+    ```python
+    callback = ZeroShotRetrievalCallback(test["images"], test["labels"],
+                                         shapes.class_names, shapes.prompt_templates,
+                                         captions=test["captions"], every=5)
+    model.fit(dataset, epochs=20, callbacks=[callback])
+    ```
+    """
+
+    def __init__(self, images, labels=None, class_names=None, templates=None, captions=None, text_to_image=None, every=1, total_epochs=None):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1 epoch; received every={every}.")
+        if labels is not None and not (class_names and templates):
+            raise ValueError("Zero-shot evaluation needs class_names and templates along with labels.")
+        self.images = images
+        self.labels = labels
+        self.class_names = class_names
+        self.templates = templates
+        self.captions = captions
+        self.text_to_image = text_to_image
+        self.every = int(every)
+        self.total_epochs = total_epochs
+
+    def evaluate(self):
+        results = {}
+        if self.labels is not None:
+            zs = zero_shot_evaluate(self.model, self.images, self.labels, self.class_names, self.templates)
+            results["zero_shot_top1"] = zs["top1"]
+            results["zero_shot_top5"] = zs["top5"]
+        if self.captions is not None:
+            ret = retrieval_metrics(
+                embed_images(self.model, self.images), embed_texts(self.model, self.captions), self.text_to_image
+            )
+            results.update({k: v for k, v in ret.items() if "R@" in k})
+        return results
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = (self.total_epochs or self.params.get("epochs")) == epoch + 1
+        if (epoch + 1) % self.every and not last:
+            return
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluate().items()})
