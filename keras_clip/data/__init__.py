@@ -3,5 +3,29 @@
 from keras_clip.data.caption_tokenizer import CaptionTokenizer
 from keras_clip.data.pipeline import make_dataset
 from keras_clip.data.shapes import ShapesDataset
+from keras_clip.data.bad_records import BadRecordError
+from keras_clip.data.bad_records import BadRecordLogger
+from keras_clip.data.bad_records import BadRecordReport
+from keras_clip.data.image_pipeline import image_text_dataset
+from keras_clip.data.image_pipeline import load_eval_arrays
+from keras_clip.data.image_pipeline import validate_source
+from keras_clip.data.sources import ImageRecord
+from keras_clip.data.sources import RecordSource
+from keras_clip.data.sources import ShardSource
+from keras_clip.data.sources import open_source
 
-__all__ = ["CaptionTokenizer", "ShapesDataset", "make_dataset"]
+__all__ = [
+    "CaptionTokenizer",
+    "ShapesDataset",
+    "make_dataset",
+    "BadRecordError",
+    "BadRecordLogger",
+    "BadRecordReport",
+    "image_text_dataset",
+    "load_eval_arrays",
+    "validate_source",
+    "ImageRecord",
+    "RecordSource",
+    "ShardSource",
+    "open_source",
+]
