@@ -27,6 +27,12 @@ def _cmd_train(args):
     from keras_clip.training import format_metrics, train
 
     overrides = _parse_set(args.set)
+    data = overrides.setdefault("data", {})
+    for flag in ("data", "eval_data", "classes", "templates"):
+        if getattr(args, flag):
+            data[{"data": "train", "eval_data": "eval"}.get(flag, flag)] = getattr(args, flag)
+    if args.strict:
+        data["strict"] = True
     training = overrides.setdefault("training", {})
     for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate")):
         if getattr(args, flag) is not None:
@@ -39,7 +45,14 @@ def _cmd_train(args):
 def _cmd_eval(args):
     from keras_clip.training import evaluate_run, format_metrics
 
-    metrics = evaluate_run(args.run_dir)
+    from keras_clip.export import read_lines
+
+    metrics = evaluate_run(
+        args.run_dir,
+        data=args.data,
+        class_names=read_lines(args.classes) if args.classes else None,
+        templates=read_lines(args.templates) if args.templates else None,
+    )
     print(format_metrics(metrics))
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
@@ -103,10 +116,18 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.epochs=3")
+    p.add_argument("--data", help="train on files: a CSV/TSV/JSONL manifest, an image folder with .txt captions, or tar shards (data-{000..009}.tar)")
+    p.add_argument("--eval-data", help="held-out files to evaluate on after training (same kinds as --data)")
+    p.add_argument("--classes", help="class names file (one per line) for zero-shot evaluation of labelled eval data")
+    p.add_argument("--templates", help="prompt templates file (one per line, each with {})")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping and counting it")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="re-evaluate a saved run")
+    p = sub.add_parser("eval", help="re-evaluate a saved run (on its own data, or on --data)")
     p.add_argument("run_dir")
+    p.add_argument("--data", help="a manifest, image folder or tar shards to evaluate on")
+    p.add_argument("--classes", help="class names file (one per line) for zero-shot accuracy")
+    p.add_argument("--templates", help="prompt templates file (one per line, each with {})")
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p.set_defaults(func=_cmd_eval)
 

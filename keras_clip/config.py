@@ -44,6 +44,12 @@ DEFAULTS = {
     },
     "data": {
         "name": "shapes",
+        "train": None,
+        "eval": None,
+        "classes": None,
+        "templates": None,
+        "strict": False,
+        "max_eval_examples": 5000,
         "train_examples": 8000,
         "test_examples": 1000,
         "heldout_examples": 600,

@@ -16,8 +16,11 @@ import numpy as np
 
 from keras_clip import losses as clip_losses
 from keras_clip.config import load_config, save_config
-from keras_clip.data import CaptionTokenizer, ShapesDataset, make_dataset
+from keras_clip.data import CaptionTokenizer, ShapesDataset, image_text_dataset, load_eval_arrays, make_dataset, open_source
+from keras_clip.data.bad_records import BadRecordLogger, BadRecordReport
+from keras_clip.data.shapes import PROMPT_TEMPLATES
 from keras_clip.eval import ZeroShotRetrievalCallback, embed_images, embed_texts, retrieval_metrics, zero_shot_evaluate
+from keras_clip.export.saved_model import read_lines
 from keras_clip.models.builder import build_clip, load_run_model
 
 NO_DECAY = ["bias", "gamma", "beta", "embedding", "log_scale", "logit_bias"]
@@ -96,11 +99,44 @@ def evaluate(model, shapes, splits, batch_size=256):
     return metrics
 
 
+def evaluate_files(model, source, class_names=None, templates=None, batch_size=256, max_examples=None, strict=False):
+    """Retrieval (and zero-shot, when the source has labels and classes are
+    given) on an image-caption source: a manifest, a folder or tar shards."""
+    arrays = load_eval_arrays(source, model.image_shape, max_examples=max_examples, strict=strict)
+    if len(arrays["images"]) == 0:
+        raise ValueError(f"No usable image-caption pairs in {source!r}: {arrays['report'].summary()}")
+    metrics = retrieval_metrics(
+        embed_images(model, arrays["images"], batch_size),
+        embed_texts(model, arrays["captions"], batch_size),
+        arrays["text_to_image"],
+    )
+    metrics["num_images"] = len(arrays["images"])
+    metrics["num_captions"] = len(arrays["captions"])
+    if class_names and arrays["labels"] is not None:
+        result = zero_shot_evaluate(
+            model, arrays["images"], arrays["labels"], class_names, templates or list(PROMPT_TEMPLATES), batch_size=batch_size
+        )
+        metrics.update(
+            {
+                "zero_shot_top1": result["top1"],
+                "zero_shot_top5": result["top5"],
+                "chance_top1": result["chance_top1"],
+                "num_classes": len(class_names),
+                "per_class_top1": result["per_class"],
+            }
+        )
+    metrics["bad_records"] = arrays["report"].to_dict()
+    return metrics
+
+
 def format_metrics(metrics):
-    lines = [
-        f"zero-shot top-1 {metrics['zero_shot_top1']:.3f}  top-5 {metrics['zero_shot_top5']:.3f}  "
-        f"(chance {metrics['chance_top1']:.3f}, {metrics.get('num_classes', '?')} classes, seen combinations)"
-    ]
+    lines = []
+    if "zero_shot_top1" in metrics:
+        lines.append(
+            f"zero-shot top-1 {metrics['zero_shot_top1']:.3f}  top-5 {metrics['zero_shot_top5']:.3f}  "
+            f"(chance {metrics['chance_top1']:.3f}, {metrics.get('num_classes', '?')} classes"
+            + (", seen combinations)" if "heldout_zero_shot_top1" in metrics else ")")
+        )
     if "heldout_zero_shot_top1" in metrics:
         lines.append(
             f"zero-shot top-1 {metrics['heldout_zero_shot_top1']:.3f}  top-5 "
@@ -112,6 +148,9 @@ def format_metrics(metrics):
             + "  ".join(f"R@{k} {metrics[f'{direction}_R@{k}']:.3f}" for k in (1, 5, 10))
             + f"  median rank {metrics[f'{direction}_median_rank']:.0f}"
         )
+    bad = metrics.get("bad_records") or {}
+    if bad.get("total"):
+        lines.append(f"bad records skipped: {bad['total']} {bad.get('total_counts', '')}")
     return "\n".join(lines)
 
 
@@ -154,6 +193,73 @@ def run_callbacks(output_dir, evaluation=None):
     ]
 
 
+def _caption_corpus(source):
+    """All captions of a source and its number of images (one streaming pass for shards)."""
+    if hasattr(source, "records"):
+        return [c for r in source.records for c in r.captions], len(source.records)
+    captions, count = [], 0
+    for sample in source.iter_samples(report=BadRecordReport(log=False)):
+        captions.extend(sample.captions)
+        count += 1
+    return captions, count
+
+
+def train_on_files(config, output_dir=None, verbose="auto", callbacks=()):
+    """`train` for image-caption files (`data.train`: a manifest, a folder or tar shards)."""
+    data_cfg, training = config["data"], config["training"]
+    source = open_source(data_cfg["train"])
+    captions, num_images = _caption_corpus(source)
+    if not captions:
+        raise ValueError(f"No captions found in {data_cfg['train']!r}.")
+    tokenizer = CaptionTokenizer.from_corpus(captions, context_length=config["model"]["text_encoder"]["context_length"])
+    model = build_clip(config["model"], tokenizer=tokenizer)
+    loss = clip_losses.get(config["loss"])
+    batch_size = int(training["batch_size"])
+    epochs = int(training["epochs"])
+    steps = max(num_images // batch_size, 1) * epochs
+    model.compile(
+        optimizer=make_optimizer(training, steps),
+        loss=loss,
+        jit_compile=resolve_jit_compile(training["jit_compile"]),
+    )
+    report = BadRecordReport()
+    dataset = image_text_dataset(
+        data_cfg["train"], tokenizer, model.image_shape, batch_size, training=True,
+        seed=int(training["seed"]), strict=bool(data_cfg["strict"]), report=report,
+    )
+    start = time.time()
+    history = model.fit(
+        dataset, epochs=epochs, verbose=verbose, shuffle=False,
+        callbacks=run_callbacks(output_dir) + [BadRecordLogger(report)] + list(callbacks),
+    )
+    train_seconds = time.time() - start
+    if output_dir:
+        shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
+    metrics = {}
+    if data_cfg["eval"]:
+        metrics = evaluate_files(
+            model, data_cfg["eval"], data_cfg["classes"] and read_lines(data_cfg["classes"]),
+            data_cfg["templates"] and read_lines(data_cfg["templates"]),
+            batch_size=int(config["eval"]["batch_size"]), max_examples=data_cfg["max_eval_examples"],
+        )
+        metrics["eval_bad_records"] = metrics.pop("bad_records")
+    metrics.update(
+        {
+            "backend": keras.backend.backend(),
+            "train_seconds": round(train_seconds, 2),
+            "epochs": epochs,
+            "train_images": num_images,
+            "bad_records": report.to_dict(),
+            "final_loss": float(history.history["loss"][-1]),
+            "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
+            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        }
+    )
+    if output_dir:
+        write_run(output_dir, model, tokenizer, config, metrics)
+    return model, metrics
+
+
 def train(config=None, output_dir=None, overrides=None, verbose="auto", callbacks=()):
     """Trains a CLIP model as `config` says and writes a run directory.
 
@@ -178,6 +284,8 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
     keras.utils.set_random_seed(int(training["seed"]))
     if training["mixed_precision"]:
         keras.mixed_precision.set_dtype_policy(training["mixed_precision"])
+    if config["data"]["train"]:
+        return train_on_files(config, output_dir, verbose, callbacks)
 
     shapes, splits = load_data(config)
     context = config["model"]["text_encoder"]["context_length"]
@@ -272,10 +380,23 @@ def _jsonable(obj):
     return obj
 
 
-def evaluate_run(run_dir):
-    """Re-evaluates a saved run on its config's evaluation data."""
+def evaluate_run(run_dir, data=None, class_names=None, templates=None):
+    """Re-evaluates a saved run: on `data` (a manifest, folder or tar shards)
+    when given, else on its config's evaluation data."""
     config = load_config(os.path.join(run_dir, "config.yaml"))
     model = load_run_model(run_dir)
+    data = data or config["data"]["eval"]
+    if data or config["data"]["train"]:
+        if not data:
+            raise ValueError(f"Run {run_dir!r} trained on files and has no eval data; pass --data.")
+        metrics = evaluate_files(
+            model, data,
+            class_names or (config["data"]["classes"] and read_lines(config["data"]["classes"])),
+            templates or (config["data"]["templates"] and read_lines(config["data"]["templates"])),
+            batch_size=int(config["eval"]["batch_size"]),
+        )
+        metrics["backend"] = keras.backend.backend()
+        return metrics
     shapes, splits = load_data(config)
     metrics = evaluate(model, shapes, splits, batch_size=int(config["eval"]["batch_size"]))
     metrics["backend"] = keras.backend.backend()

@@ -106,18 +106,30 @@ class BadRecordReport:
         self._names = collections.defaultdict(list)
         self._total_counts = collections.Counter()
         self._total_names = collections.defaultdict(list)
+        self._seen_epoch = set()
+        self._seen_total = set()
 
     def add(self, reason, name, detail=""):
         """Records one bad record (thread-safe)."""
         name = str(name)
         with self._lock:
+            # A record is counted once per epoch and once in the run's totals,
+            # however many times it is decoded: a prefetching iterator may
+            # start the next pass before the epoch ends (Keras' PyTorch
+            # adapter does), which would otherwise count it twice.
+            key = (reason, name)
+            if key in self._seen_epoch:
+                return
+            self._seen_epoch.add(key)
             first_ever = self._total_counts[reason] == 0
             self._counts[reason] += 1
-            self._total_counts[reason] += 1
+            if key not in self._seen_total:
+                self._seen_total.add(key)
+                self._total_counts[reason] += 1
             entry = f"{name} ({detail})" if detail else name
             if len(self._names[reason]) < self.max_names:
                 self._names[reason].append(entry)
-            if len(self._total_names[reason]) < self.max_names:
+            if len(self._total_names[reason]) < self.max_names and entry not in self._total_names[reason]:
                 self._total_names[reason].append(entry)
         if first_ever and self.log:
             logger.warning(
@@ -174,6 +186,7 @@ class BadRecordReport:
         with self._lock:
             self._counts.clear()
             self._names.clear()
+            self._seen_epoch.clear()
 
     def summary(self, cumulative=False):
         """A multi-line human-readable summary ("" parts skipped if none)."""
@@ -196,10 +209,10 @@ class BadRecordReport:
         """JSON-serialisable state (for metrics.json)."""
         with self._lock:
             return {
-                "count": sum(self._counts.values()),
+                "count": sum(self._counts.values()),  # this epoch
                 "counts": dict(self._counts),
                 "names": {k: list(v) for k, v in self._names.items()},
-                "total": sum(self._total_counts.values()),
+                "total": sum(self._total_counts.values()),  # distinct bad records in the run
                 "total_counts": dict(self._total_counts),
                 "total_names": {k: list(v) for k, v in self._total_names.items()},
             }
