@@ -39,6 +39,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_clip.data.pipeline import check_batch_and_tokenizer
 from keras_clip.data import bad_records as br
 from keras_clip.data.bad_records import BadRecordReport
 from keras_clip.data.sources import RecordSource, open_source
@@ -486,21 +487,7 @@ def validate_source(
 # Public entry points
 # ---------------------------------------------------------------------- #
 def _check_common(batch_size, tokenizer, max_pixels):
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
-        raise TypeError(
-            f"batch_size must be an int; received {batch_size!r} of type "
-            f"{type(batch_size).__name__}."
-        )
-    if batch_size < 2:
-        raise ValueError(
-            "a contrastive batch needs at least 2 pairs: received "
-            f"batch_size={batch_size}."
-        )
-    if not callable(tokenizer):
-        raise TypeError(
-            "tokenizer must be callable on a batch of strings (e.g. a "
-            f"CaptionTokenizer or model.tokenizer); received {tokenizer!r}."
-        )
+    check_batch_and_tokenizer(batch_size, tokenizer)
     if not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive int; received {max_pixels!r}.")
 

@@ -27,6 +27,25 @@ def _as_caption_list(captions):
     return captions
 
 
+def check_batch_and_tokenizer(batch_size, tokenizer):
+    """The checks every contrastive input pipeline makes on its arguments."""
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
+        raise TypeError(
+            f"batch_size must be an int; received {batch_size!r} of type "
+            f"{type(batch_size).__name__}."
+        )
+    if batch_size < 2:
+        raise ValueError(
+            "a contrastive batch needs at least 2 pairs: received "
+            f"batch_size={batch_size}."
+        )
+    if not callable(tokenizer):
+        raise TypeError(
+            "tokenizer must be callable on a batch of strings (e.g. a "
+            f"CaptionTokenizer or model.tokenizer); received {tokenizer!r}."
+        )
+
+
 def make_dataset(
     images,
     captions,
@@ -122,19 +141,7 @@ def make_dataset(
                 "labels must be integers (class ids); received dtype "
                 f"{labels.dtype}."
             )
-    if (
-        not isinstance(batch_size, (int, np.integer))
-        or isinstance(batch_size, bool)
-    ):
-        raise TypeError(
-            f"batch_size must be an int; received {batch_size!r} of type "
-            f"{type(batch_size).__name__}."
-        )
-    if batch_size < 2:
-        raise ValueError(
-            "a contrastive batch needs at least 2 pairs: received "
-            f"batch_size={batch_size}."
-        )
+    check_batch_and_tokenizer(batch_size, tokenizer)
     if drop_remainder and batch_size > num_examples and not repeat:
         raise ValueError(
             f"batch_size={batch_size} is larger than the number of examples "
@@ -142,12 +149,6 @@ def make_dataset(
             f"would be empty. Use batch_size <= {num_examples} or "
             "drop_remainder=False."
         )
-    if not callable(tokenizer):
-        raise TypeError(
-            "tokenizer must be callable on a batch of strings (e.g. a "
-            f"CaptionTokenizer); received {tokenizer!r}."
-        )
-
     # --- Build ---
     columns = {"images": images, "captions": np.asarray(captions, dtype=object)}
     if labels is not None:
