@@ -28,7 +28,10 @@ CONFIGS = [
 WORKER = """
 import json, sys
 from keras_clip.training import train
-_, m = train(sys.argv[1], None, overrides={"training": {"epochs": int(sys.argv[2])}}, verbose=0)
+overrides = {"training": {"epochs": int(sys.argv[2])}, "eval": {"every_epochs": 0}}
+if int(sys.argv[3]):
+    overrides["data"] = {"train_examples": int(sys.argv[3])}
+_, m = train(sys.argv[1], None, overrides=overrides, verbose=0)
 print(json.dumps({k: m[k] for k in ("zero_shot_top1", "heldout_zero_shot_top1", "image_to_text_R@10",
                                       "text_to_image_R@10", "train_seconds", "final_loss", "backend")}))
 """
@@ -38,12 +41,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--configs", nargs="*", default=CONFIGS)
+    parser.add_argument("--train-examples", type=int, default=0, help="0: the config's own")
     args = parser.parse_args()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    print(f"| config | zero-shot top-1 (seen) | top-1 (held-out) | I→T R@10 | T→I R@10 | train s |  ({args.epochs} epochs)")
+    print(f"{args.epochs} epochs, {args.train_examples or 'default'} training pairs, backend from KERAS_BACKEND")
+    print("| config | zero-shot top-1 (seen) | top-1 (held-out) | I→T R@10 | T→I R@10 | train s |")
     print("|---|---|---|---|---|---|")
     for name in args.configs:
-        out = subprocess.run([sys.executable, "-c", WORKER, name, str(args.epochs)], env=env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", WORKER, name, str(args.epochs), str(args.train_examples)], env=env, capture_output=True, text=True)
         if out.returncode:
             print(f"| {name} | failed: {out.stderr.strip().splitlines()[-1][:120]} |||||", flush=True)
             continue
