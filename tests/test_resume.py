@@ -32,3 +32,17 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert len(metrics["history"]["loss"]) == 1  # only epoch 2 ran after the restart
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_evaluation_every_epoch_over_many_epochs():
+    """A run calls fit once per epoch and evaluates in a callback; under PyTorch a
+    predict-wrapper made this overflow the recursion limit after ~10 epochs."""
+    overrides = {
+        "training": {"epochs": 12, "batch_size": 16},
+        "eval": {"every_epochs": 1},
+        "data": {"train_examples": 32, "test_examples": 16, "heldout_examples": 16},
+        "model": {"image_encoder": {"layers": 1}, "text_encoder": {"layers": 1}},
+    }
+    _, metrics = train("shapes", None, overrides=overrides, verbose=0)
+    assert len(metrics["history"]["loss"]) == 12
+    assert len(metrics["history"]["val_zero_shot_top1"]) == 12

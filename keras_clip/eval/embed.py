@@ -1,8 +1,10 @@
 """Batched encoding of many images or captions with a trained CLIP.
 
-Encoding goes through `keras.Model.predict` on a small wrapper model, so it
-is compiled like training is (one XLA program on JAX instead of op-by-op
-dispatch) and batched with Keras' own loop.
+On JAX, encoding goes through `keras.Model.predict` on a small wrapper
+model, so it runs as one compiled XLA program instead of op-by-op dispatch.
+TensorFlow and PyTorch run the encoders eagerly, batch by batch: that is
+fast enough there, and under PyTorch a `predict` wrapper called from a
+callback inside `fit` overflowed Python's recursion limit after a few epochs.
 """
 
 import keras
@@ -31,13 +33,24 @@ def _encoder(model, modality):
     return cache[modality]
 
 
+def _encode(model, modality, inputs, batch_size):
+    if keras.backend.backend() == "jax":
+        return np.asarray(_encoder(model, modality).predict(inputs, batch_size=batch_size, verbose=0), "float32")
+    encode = model.encode_image if modality == "image" else model.encode_text
+    parts = [
+        keras.ops.convert_to_numpy(encode(inputs[start : start + batch_size]))
+        for start in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(parts).astype("float32")
+
+
 def embed_images(model, images, batch_size=256):
     """`(N, H, W, 3)` pixels in [0, 255] -> `(N, D)` float32 numpy embeddings."""
     images = np.asarray(images)
     if len(images) == 0:
         return np.zeros((0, model.embed_dim), "float32")
     model._check_images(images)
-    return np.asarray(_encoder(model, "image").predict(images, batch_size=batch_size, verbose=0), "float32")
+    return _encode(model, "image", images, batch_size)
 
 
 def tokenize(model, texts, tokenizer=None):
@@ -54,4 +67,4 @@ def embed_texts(model, texts, batch_size=256, tokenizer=None):
         return np.zeros((0, model.embed_dim), "float32")
     token_ids = tokenize(model, texts, tokenizer) if isinstance(texts[0], str) else np.asarray(texts, "int32")
     model._check_token_ids(token_ids)
-    return np.asarray(_encoder(model, "text").predict(token_ids, batch_size=batch_size, verbose=0), "float32")
+    return _encode(model, "text", token_ids, batch_size)
