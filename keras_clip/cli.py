@@ -45,13 +45,14 @@ def _cmd_train(args):
 def _cmd_eval(args):
     from keras_clip.training import evaluate_run, format_metrics
 
+    from keras_clip.eval import load_templates
     from keras_clip.export import read_lines
 
     metrics = evaluate_run(
         args.run_dir,
         data=args.data,
         class_names=read_lines(args.classes) if args.classes else None,
-        templates=read_lines(args.templates) if args.templates else None,
+        templates=load_templates(args.templates) if args.templates else None,
     )
     print(format_metrics(metrics))
     if args.json:
@@ -80,10 +81,11 @@ def _cmd_predict(args):
 
 
 def _cmd_export(args):
+    from keras_clip.eval import load_templates
     from keras_clip.export import export_run, read_lines
 
     classes = read_lines(args.classes) if args.classes else None
-    templates = read_lines(args.templates) if args.templates else None
+    templates = load_templates(args.templates) if args.templates else None
     if templates and not classes:
         raise ValueError("--templates needs --classes (they build the zero_shot signature's classes).")
     if classes and not templates:

@@ -19,7 +19,7 @@ from keras_clip.config import load_config, save_config
 from keras_clip.data import CaptionTokenizer, ShapesDataset, image_text_dataset, load_eval_arrays, make_dataset, open_source
 from keras_clip.data.bad_records import BadRecordLogger, BadRecordReport
 from keras_clip.data.shapes import PROMPT_TEMPLATES
-from keras_clip.eval import ZeroShotRetrievalCallback, embed_images, embed_texts, retrieval_metrics, zero_shot_evaluate
+from keras_clip.eval import ZeroShotRetrievalCallback, load_templates, embed_images, embed_texts, retrieval_metrics, zero_shot_evaluate
 from keras_clip.export.saved_model import read_lines
 from keras_clip.models.builder import build_clip, load_run_model
 
@@ -239,7 +239,7 @@ def train_on_files(config, output_dir=None, verbose="auto", callbacks=()):
     if data_cfg["eval"]:
         metrics = evaluate_files(
             model, data_cfg["eval"], data_cfg["classes"] and read_lines(data_cfg["classes"]),
-            data_cfg["templates"] and read_lines(data_cfg["templates"]),
+            data_cfg["templates"] and load_templates(data_cfg["templates"]),
             batch_size=int(config["eval"]["batch_size"]), max_examples=data_cfg["max_eval_examples"],
         )
         metrics["eval_bad_records"] = metrics.pop("bad_records")
@@ -392,7 +392,7 @@ def evaluate_run(run_dir, data=None, class_names=None, templates=None):
         metrics = evaluate_files(
             model, data,
             class_names or (config["data"]["classes"] and read_lines(config["data"]["classes"])),
-            templates or (config["data"]["templates"] and read_lines(config["data"]["templates"])),
+            templates or (config["data"]["templates"] and load_templates(config["data"]["templates"])),
             batch_size=int(config["eval"]["batch_size"]),
         )
         metrics["backend"] = keras.backend.backend()

@@ -1,5 +1,7 @@
 """Zero-shot classification: class names x prompt templates -> a linear classifier."""
 
+import os
+
 import numpy as np
 
 from keras_clip.eval.embed import embed_images, embed_texts
@@ -8,6 +10,24 @@ from keras_clip.eval.retrieval import ranks_from_scores
 
 def _normalize(x, axis=-1):
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+TEMPLATE_DIR = os.path.join(os.path.dirname(__file__), "templates")
+
+
+def load_templates(name_or_path="default"):
+    """Prompt templates: a shipped set (`"default"`, 4 templates, or
+    `"openai_imagenet"`, CLIP's 80 ImageNet templates) or a text file with one
+    template per line (blank lines and `#` comments skipped)."""
+    path = os.path.join(TEMPLATE_DIR, f"{name_or_path}.txt")
+    if not os.path.isfile(path):
+        path = name_or_path
+    if not os.path.isfile(path):
+        shipped = sorted(f[:-4] for f in os.listdir(TEMPLATE_DIR) if f.endswith(".txt"))
+        raise FileNotFoundError(f"No template set or file {name_or_path!r}; shipped sets: {shipped}.")
+    with open(path) as f:
+        lines = [line.strip() for line in f]
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def zero_shot_classifier(model, class_names, templates, tokenizer=None, batch_size=256):

@@ -71,3 +71,14 @@ def test_callback_puts_metrics_in_history(tmp_path):
     # Evaluated at epochs 2 and 3 (the last): two values logged.
     assert len(history.history["val_zero_shot_top1"]) == 2
     assert all(0.0 <= v <= 1.0 for v in history.history["val_image_to_text_R@10"])
+
+
+def test_shipped_template_sets():
+    from keras_clip.eval import load_templates
+
+    openai = load_templates("openai_imagenet")
+    assert len(openai) == 80 and len(set(openai)) == 80
+    assert all(t.count("{}") == 1 for t in openai)
+    assert "a photo of a {}." in load_templates("default")
+    with pytest.raises(FileNotFoundError, match="openai_imagenet"):
+        load_templates("nope")
