@@ -13,19 +13,19 @@ from keras_clip.data import CaptionTokenizer, ShapesDataset, make_dataset
 from keras_clip.eval import zero_shot_evaluate
 
 keras.utils.set_random_seed(0)
-shapes = ShapesDataset(image_size=64)
+shapes = ShapesDataset(image_size=32)
 train = shapes.generate("train", 4000)
 test = shapes.generate("test", 500)
 
 # 1. A tokenizer whose vocabulary is learned from the captions.
-tokenizer = CaptionTokenizer.from_corpus(train["captions"], context_length=16)
+tokenizer = CaptionTokenizer.from_corpus(train["captions"] + sum(shapes.zero_shot_prompts(), []), context_length=16)
 
 # 2. The model: the `shapes` preset's towers, sized to the tokenizer.
 model = keras_clip.CLIP.from_preset("shapes", tokenizer=tokenizer)
 
 # 3. A tf.data pipeline of {"images", "token_ids"} batches; fit with InfoNCE.
-dataset = make_dataset(train["images"], train["captions"], tokenizer, batch_size=128)
-model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.05), loss="infonce")
+dataset = make_dataset(train["images"], train["captions"], tokenizer, batch_size=64)
+model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.05), loss="infonce")
 model.fit(dataset, epochs=3, shuffle=False)
 
 # 4. Zero-shot classification of unseen images from class names alone.

@@ -5,7 +5,7 @@ from keras_clip.models.end_token_pooling import EndTokenPooling
 from keras_clip.models.feature_queue import FeatureQueue
 from keras_clip.models.logit_scale import LogitScale
 from keras_clip.models.projection_head import ProjectionHead
-from keras_clip.utils.backend import is_concrete
+from keras_clip.utils.backend import densify_gradients, is_concrete
 
 # OpenAI CLIP's pixel statistics (on 0..1 pixels).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -352,6 +352,14 @@ class CLIP(keras.Model):
         if needs_tokens:
             self.return_tokens = True
         super().compile(optimizer=optimizer, loss=None, **kwargs)
+        if keras.backend.backend() == "tensorflow":
+            # Same Adam step as JAX and PyTorch for embedding tables (see densify_gradients).
+            apply = self.optimizer.apply
+
+            def apply_dense(grads, trainable_variables=None):
+                return apply(densify_gradients(grads), trainable_variables)
+
+            self.optimizer.apply = apply_dense
 
     def get_compile_config(self):
         config = super().get_compile_config()

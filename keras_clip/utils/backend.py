@@ -29,3 +29,17 @@ def is_concrete(x):
 
         return not (torch.compiler.is_compiling() or torch.jit.is_tracing())
     return True
+
+
+def densify_gradients(gradients):
+    """TensorFlow returns an embedding table's gradient as `tf.IndexedSlices`,
+    one slice per looked-up token, duplicates included. Keras' Adam squares
+    those slices one by one, so a token seen twice in a batch gets
+    `g1^2 + g2^2` instead of `(g1 + g2)^2` in its second moment: the update
+    differs from JAX's and PyTorch's (dense) one. Densifying first makes all
+    three backends take the same step."""
+    if keras.backend.backend() != "tensorflow":
+        return gradients
+    import tensorflow as tf
+
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
