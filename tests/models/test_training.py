@@ -12,6 +12,12 @@ def _np(x):
     return ops.convert_to_numpy(x)
 
 
+def _jax_on_cpu():
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 def _batches(tiny_batch, n=3, size=4):
     parts = [tiny_batch(batch=size, seed=s) for s in range(n)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -74,6 +80,13 @@ def test_mixed_precision_training_is_finite(policy, tiny_clip, tiny_batch):
     keras.mixed_precision.set_dtype_policy(policy)
     model = tiny_clip()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    if policy == "mixed_float16" and keras.backend.backend() == "jax" and _jax_on_cpu():
+        # A platform limit, not ours: XLA's CPU dot_general has no float16 x float16
+        # -> float32 kernel, which Keras' attention asks for under mixed_float16.
+        # Asserted, so this test notices the day JAX adds it. (bfloat16 works.)
+        with pytest.raises(ValueError, match="F16_F16_F32"):
+            model.fit(_batches(tiny_batch), batch_size=4, epochs=1, verbose=0)
+        return
     history = model.fit(_batches(tiny_batch), batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     out = model(tiny_batch())
