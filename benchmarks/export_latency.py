@@ -23,12 +23,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
-BACKENDS = ("tensorflow", "jax", "torch")
+from _backends import run_per_backend  # benchmarks/ is sys.path[0] when run as a script
+
 CAPTIONS = [
     "a red circle",
     "a small blue square",
@@ -157,17 +156,8 @@ def main():
     if args.backends == "current":
         results = [run_current_backend(args.repeats, batches, args.image_size)]
     else:
-        names = BACKENDS if args.backends == "all" else args.backends.split(",")
-        results = []
-        for backend in names:
-            cmd = [sys.executable, __file__, "--repeats", str(args.repeats), "--batches", args.batches,
-                   "--image-size", str(args.image_size), "--json"]
-            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if out.returncode:
-                print(f"{backend}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-                continue
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        child_args = ["--repeats", str(args.repeats), "--batches", args.batches, "--image-size", str(args.image_size)]
+        results = run_per_backend(__file__, child_args, args.backends)
     if args.json:
         print(json.dumps(results[0]))
         return

@@ -12,11 +12,9 @@ noisy: compare ratios from one run, not absolute numbers across runs.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-BACKENDS = ("tensorflow", "jax", "torch")
+from _backends import run_per_backend  # benchmarks/ is sys.path[0] when run as a script
 
 
 def transformer_flops(tokens, width, layers, mlp_dim):
@@ -113,17 +111,9 @@ def main():
     if args.backends == "current":
         results = [run_current_backend(args.config, args.batch_size, args.steps, jit)]
     else:
-        names = BACKENDS if args.backends == "all" else args.backends.split(",")
-        results = []
-        for backend in names:
-            cmd = [sys.executable, __file__, "--config", args.config, "--batch-size", str(args.batch_size),
-                   "--steps", str(args.steps), "--jit-compile", args.jit_compile, "--json"]
-            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if out.returncode:
-                print(f"{backend}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-                continue
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        child_args = ["--config", args.config, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+                      "--jit-compile", args.jit_compile]
+        results = run_per_backend(__file__, child_args, args.backends)
     if args.json:
         print(json.dumps(results[0]))
         return
