@@ -40,6 +40,7 @@ DEFAULTS = {
         "text_head": "linear",
         "logit_scale": {"init": 1.0 / 0.07, "max": 100.0, "learnable": True, "bias_init": None},
         "queue_size": 0,
+        "momentum": None,
         "dtype": None,
     },
     "data": {

@@ -43,6 +43,10 @@ _KEY_HINTS = {
         "the model / training step must provide the negative queue (K, D) "
         "under 'queue'"
     ),
+    "image_queue": "build the CLIP model with a queue (config model.queue_size: 512, say)",
+    "text_queue": "build the CLIP model with a queue (config model.queue_size: 512, say)",
+    "image_keys": "build the CLIP model with momentum key towers (config model.momentum: 0.999)",
+    "text_keys": "build the CLIP model with momentum key towers (config model.momentum: 0.999)",
 }
 
 

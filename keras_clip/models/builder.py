@@ -75,6 +75,7 @@ def build_clip(model_config, tokenizer=None):
         learn_logit_scale=scale["learnable"],
         logit_bias_init=scale["bias_init"],
         queue_size=cfg["queue_size"],
+        momentum=cfg["momentum"],
         tokenizer=tokenizer,
         dtype=cfg["dtype"],
         **ids,

@@ -10,6 +10,8 @@ from keras_clip.utils.backend import densify_gradients, is_concrete
 # OpenAI CLIP's pixel statistics (on 0..1 pixels).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# MoCo's EMA decay of the key encoder (arXiv:1911.05722).
+MOCO_MOMENTUM = 0.999
 
 
 def _head(spec, output_dim, dtype, name):
@@ -21,6 +23,26 @@ def _head(spec, output_dim, dtype, name):
     spec = dict(spec)
     spec.setdefault("output_dim", output_dim)
     return ProjectionHead(**spec, dtype=dtype, name=name)
+
+
+def _frozen_copy(layer, name, input_shape=None):
+    """A non-trainable twin of `layer` (same config) holding its current weights."""
+    config = layer.get_config()
+    config["name"] = name
+    copy = layer.__class__.from_config(config)
+    if not copy.built:
+        copy.build(input_shape)
+    if len(copy.weights) != len(layer.weights):
+        raise ValueError(
+            f"Cannot make a momentum copy of layer {layer.name!r}: the copy built from its "
+            f"config has {len(copy.weights)} weights, the layer {len(layer.weights)}."
+        )
+    for target, source in zip(copy.weights, layer.weights):
+        # Through NumPy: a buffer of its own (JAX donates variable buffers to
+        # the jitted step, and one buffer must not back two variables).
+        target.assign(ops.convert_to_numpy(source.value))
+    copy.trainable = False
+    return copy
 
 
 def _fix_position_ids(image_encoder):
@@ -88,6 +110,14 @@ class CLIP(keras.Model):
             `queue_size` image and text embeddings; the training step passes
             it to the loss (as `image_queue`, `text_queue`, `queue_valid`)
             and then enqueues the batch (MoCo's view; see the `queue` config).
+        momentum: optional float `m` in [0, 1), e.g. 0.999 (MoCo). Keeps a
+            non-trainable copy of both towers and heads whose weights follow
+            the trained ones as an exponential moving average,
+            `k <- m k + (1 - m) q`, updated at the start of every training
+            step. The loss then also receives the copies' embeddings of the
+            batch as `image_keys` / `text_keys` (constants: stop-gradient),
+            and the queue stores those keys instead of the trained towers'
+            embeddings. True means 0.999; None (default): no momentum copy.
         tokenizer: optional tokenizer layer stored with the model (so a
             `.keras` file carries it).
 
@@ -120,6 +150,7 @@ class CLIP(keras.Model):
         image_std=CLIP_STD,
         return_tokens=False,
         queue_size=0,
+        momentum=None,
         tokenizer=None,
         dtype=None,
         **kwargs,
@@ -160,6 +191,21 @@ class CLIP(keras.Model):
         self.image_head.build((None, image_width))
         self.text_head.build((None, text_width))
         self.logit_scale.build()
+        if momentum is True:
+            momentum = MOCO_MOMENTUM
+        elif momentum is False:
+            momentum = None
+        if momentum is not None:
+            momentum = float(momentum)
+            if not 0.0 <= momentum < 1.0:
+                raise ValueError(
+                    f"momentum must be in [0, 1) (the EMA decay of the key encoder, e.g. "
+                    f"0.999); received momentum={momentum}. Use None for no momentum copy."
+                )
+            self.momentum_image_encoder = _frozen_copy(image_encoder, "momentum_image_encoder")
+            self.momentum_text_encoder = _frozen_copy(text_encoder, "momentum_text_encoder")
+            self.momentum_image_head = _frozen_copy(self.image_head, "momentum_image_head", (None, image_width))
+            self.momentum_text_head = _frozen_copy(self.text_head, "momentum_text_head", (None, text_width))
 
         # === Training metrics (updated in compute_metrics) ===
         self.image_to_text_accuracy = keras.metrics.Mean(name="i2t_acc")
@@ -182,6 +228,7 @@ class CLIP(keras.Model):
         self.image_std = tuple(float(s) for s in image_std)
         self.return_tokens = bool(return_tokens)
         self.queue_size = int(queue_size)
+        self.momentum = momentum
         self.contrastive_loss = None
         self._per_example_outputs = False
         self.built = True
@@ -269,13 +316,13 @@ class CLIP(keras.Model):
         return images, token_ids
 
     # ---------------------------------------------------------------- encoders
-    def _image_tokens(self, images, training=None):
+    def _image_tokens(self, images, training=None, encoder=None):
         """Normalised pixels -> the image tower's tokens, `(B, 1 + P, Wi)`."""
         x = ops.cast(images, self.compute_dtype) / 255.0
         mean = ops.convert_to_tensor(self.image_mean, dtype=self.compute_dtype)
         std = ops.convert_to_tensor(self.image_std, dtype=self.compute_dtype)
         x = (x - mean) / std  # (B, H, W, 3)
-        return self.image_encoder({"images": x}, training=training)
+        return (encoder or self.image_encoder)({"images": x}, training=training)
 
     def _text_tokens(self, token_ids, training=None):
         return self.text_encoder({"token_ids": token_ids}, training=training)  # (B, T, Wt)
@@ -340,6 +387,42 @@ class CLIP(keras.Model):
             outputs["image_views"] = self.encode_image(inputs["image_views"], training=training)
         return outputs
 
+    # ---------------------------------------------------------------- momentum
+    def _momentum_pairs(self):
+        """(trained variable, its moving-average twin) for every float weight."""
+        for online, twin in (
+            (self.image_encoder, self.momentum_image_encoder),
+            (self.text_encoder, self.momentum_text_encoder),
+            (self.image_head, self.momentum_image_head),
+            (self.text_head, self.momentum_text_head),
+        ):
+            for source, target in zip(online.weights, twin.weights):
+                if "float" in keras.backend.standardize_dtype(target.dtype):
+                    yield source, target
+
+    def update_momentum_encoders(self):
+        """One EMA step of the key towers: `k <- m k + (1 - m) q` (no gradient)."""
+        if self.momentum is None:
+            raise ValueError("This model has no momentum copy; build it with momentum=0.999 (say).")
+        m = self.momentum
+        for source, target in self._momentum_pairs():
+            online = ops.stop_gradient(ops.cast(source.value, target.dtype))
+            target.assign(m * target.value + (1.0 - m) * online)
+
+    def encode_keys(self, images, token_ids):
+        """The momentum towers' image and text embeddings (L2-normalised,
+        float32, stop-gradient): the keys MoCo contrasts queries against."""
+        if self.momentum is None:
+            raise ValueError("This model has no momentum copy; build it with momentum=0.999 (say).")
+        sequence = self._image_tokens(images, training=False, encoder=self.momentum_image_encoder)
+        image_keys = self.momentum_image_head(sequence[:, 0], training=False)  # (B, D)
+        text_sequence = self.momentum_text_encoder({"token_ids": token_ids}, training=False)
+        text_keys = self.momentum_text_head(self.text_pooling(text_sequence, token_ids), training=False)
+        return (
+            ops.stop_gradient(self._l2_normalize(image_keys)),
+            ops.stop_gradient(self._l2_normalize(text_keys)),
+        )
+
     # ---------------------------------------------------------------- training
     def compile(self, optimizer="adamw", loss=None, **kwargs):
         """Configures training. `loss`: a `keras_clip.losses` objective, its name,
@@ -386,11 +469,19 @@ class CLIP(keras.Model):
         labels = x.get("labels") if isinstance(x, dict) else None
         if labels is None and y is not None:
             labels = y
+        if self.momentum is not None:
+            if training:
+                self.update_momentum_encoders()
+            image_keys, text_keys = self.encode_keys(x["images"], x["token_ids"])
+            y_pred = {**y_pred, "image_keys": image_keys, "text_keys": text_keys}
         if self.queue is not None:
             y_pred = {**y_pred, **self.queue.contents()}
         loss = self.contrastive_loss(labels, y_pred)
         if self.queue is not None and training:
-            self.queue.enqueue(y_pred["image_embeddings"], y_pred["text_embeddings"])
+            if self.momentum is not None:
+                self.queue.enqueue(y_pred["image_keys"], y_pred["text_keys"])
+            else:
+                self.queue.enqueue(y_pred["image_embeddings"], y_pred["text_embeddings"])
         if self.losses:
             loss = loss + ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
         return loss
@@ -450,6 +541,7 @@ class CLIP(keras.Model):
             "image_std": list(self.image_std),
             "return_tokens": self.return_tokens,
             "queue_size": self.queue_size,
+            "momentum": self.momentum,
             "tokenizer": None
             if self.tokenizer is None
             else keras.saving.serialize_keras_object(self.tokenizer),
