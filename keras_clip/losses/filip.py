@@ -4,7 +4,8 @@ Memory. The token similarity tensor `S[a, p, b, q] = <x_ap, y_bq>` has
 B * B * Ni * Nt entries: about 1 GB in float32 for B=256, Ni=50, Nt=77. It is
 never built whole. The text batch (the *second* operand) is cut into chunks
 of `chunk_size` sequences, and a sequential `ops.scan` computes one
-(B, Ni, chunk, Nt) block at a time: 126 MB for a chunk of 32 at that size.
+(B, Ni, chunk, Nt) block at a time: 63 MB for the default chunk of 16 at
+that size.
 The padding mask is folded into the features (two extra coordinates, see
 `_with_mask_features`), so a block is a single matmul with no masked copy.
 
@@ -17,12 +18,12 @@ attained (ties share it equally, like autodiff of `max`): one scan over text
 chunks for the text-token gradient, one over image chunks for the
 image-token gradient. Only first derivatives are provided.
 
-Measured on CPU at B=256, Ni=50, Nt=77, D=512, default chunk of 32:
-JAX/XLA needs 190 MB of temporaries for the forward pass and 520 MB for
-forward + backward; PyTorch grows by 250 MB (forward) and 630 MB (forward +
-backward); TensorFlow's process memory grows by 0.7-1.0 GB (its allocator
-keeps more). The peak scales about linearly with `chunk_size`: 16 halves the
-blocks (JAX: 310 MB forward + backward).
+Measured on CPU at B=256, Ni=50, Nt=77, D=512 by `benchmarks/filip_memory.py`
+(growth of the process's peak resident memory for value + gradient):
+with the default chunk of 16, TensorFlow 719 MB, JAX 452 MB (XLA counts
+314 MB of temporaries), PyTorch 539 MB; with chunks of 32, 1265 / 665 /
+838 MB (TensorFlow's allocator keeps more than the others, which is why
+the default is 16). The peak scales about linearly with `chunk_size`.
 """
 
 import keras
@@ -314,7 +315,7 @@ def filip_similarity(
     text_tokens,
     image_mask=None,
     text_mask=None,
-    chunk_size=32,
+    chunk_size=16,
 ):
     """FILIP token-wise late-interaction similarities, both directions.
 
@@ -380,7 +381,7 @@ def filip(
     logit_scale,
     image_mask=None,
     text_mask=None,
-    chunk_size=32,
+    chunk_size=16,
 ):
     """FILIP fine-grained contrastive loss (token-wise max similarity).
 
@@ -439,7 +440,7 @@ class FILIP(ContrastiveLoss):
     Reference: arXiv:2111.07783.
 
     Args:
-        chunk_size: int, texts per chunk. Defaults to 32.
+        chunk_size: int, texts per chunk. Defaults to 16.
         name: optional name.
 
     Example:
@@ -454,7 +455,7 @@ class FILIP(ContrastiveLoss):
 
     needs_tokens = True
 
-    def __init__(self, chunk_size=32, name=None, **kwargs):
+    def __init__(self, chunk_size=16, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.chunk_size = int(chunk_size)
 
