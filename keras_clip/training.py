@@ -177,20 +177,99 @@ class EpochProgbar(keras.callbacks.ProgbarLogger):
         self.epochs = self.total_epochs
 
 
-def run_callbacks(output_dir, evaluation=None):
-    """Evaluation during training, resume state, TensorBoard logs and
-    per-epoch weight checkpoints (the evaluation first, so that History and
-    TensorBoard see its numbers)."""
-    first = [evaluation] if evaluation is not None else []
+def run_callbacks(output_dir):
+    """Resume state, TensorBoard logs and per-epoch weight checkpoints of a
+    run written to `output_dir` (none without one)."""
     if not output_dir:
-        return first
-    return first + [
+        return []
+    return [
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
         keras.callbacks.ModelCheckpoint(
             os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
         ),
     ]
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """The logs of every finished epoch, kept across a kill and restart.
+
+    With a `path` (in the run's backup folder, written before
+    `BackupAndRestore` saves the epoch), a resumed run's history covers the
+    epochs done before the kill too. Epochs at or after the one a run
+    resumes from are dropped when read back (`previous_epochs`).
+    """
+
+    def __init__(self, path=None, epochs=()):
+        super().__init__()
+        self.path = path
+        self.epochs = list(epochs)  # [{"epoch": 0, "loss": ..., ...}, ...]
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {"epoch": int(epoch)}
+        for key, value in (logs or {}).items():
+            try:
+                entry[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        self.epochs = [e for e in self.epochs if e["epoch"] < epoch] + [entry]
+        if self.path:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(self.path + ".tmp", "w") as f:
+                json.dump(_jsonable(self.epochs), f)
+            os.replace(self.path + ".tmp", self.path)
+
+    @staticmethod
+    def previous_epochs(path, resume_epoch):
+        """The saved entries of the epochs before `resume_epoch`."""
+        if not resume_epoch or not path or not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [e for e in json.load(f) if e["epoch"] < resume_epoch]
+
+    def columns(self):
+        """key -> one value per epoch, None where the key was not logged that
+        epoch (an evaluation every N epochs)."""
+        keys = dict.fromkeys(k for e in self.epochs for k in e if k != "epoch")
+        return {k: [e.get(k) for e in self.epochs] for k in keys}
+
+
+def fit_epochs(model, epoch_dataset, epochs, output_dir=None, epoch_callbacks=(), callbacks=(), verbose="auto"):
+    """Fits one epoch at a time on `epoch_dataset(epoch)`, from the epoch a
+    killed run stopped at (0 for a fresh run).
+
+    Each epoch's data comes from its own dataset, keyed by the epoch, so a
+    resumed run sees exactly the batches an uninterrupted one would.
+
+    Args:
+        epoch_callbacks: callbacks that add entries to the epoch logs (the
+            evaluation, the bad-record count): run first, so that the
+            history, TensorBoard and the resume state see their numbers.
+        callbacks: the caller's own callbacks, run after those.
+
+    Returns:
+        (history, epochs run now): the whole run's history (the epochs
+        before a restart too) as key -> list over epochs (None where a key
+        was not logged that epoch), and the number of epochs this call ran.
+    """
+    start = resumed_epoch(output_dir)
+    path = os.path.join(output_dir, "backup", "history.json") if output_dir else None
+    history = EpochHistory(path, EpochHistory.previous_epochs(path, start))
+    all_callbacks = (
+        list(epoch_callbacks) + [history] + run_callbacks(output_dir) + list(callbacks) + [EpochProgbar(epochs)]
+    )
+    for epoch in range(start, epochs):
+        model.fit(
+            epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
+            callbacks=all_callbacks,
+        )
+    if output_dir:
+        shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
+    return history.columns(), max(epochs - start, 0)
+
+
+def _history_lists(history):
+    return {k: [None if v is None else float(v) for v in values] for k, values in history.items()}
 
 
 def _caption_corpus(source):
@@ -204,10 +283,83 @@ def _caption_corpus(source):
     return captions, count
 
 
+def _absolute(path):
+    path = os.fspath(path)
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+
+
+def absolute_data_paths(config):
+    """The config with its data paths (`data.train`, `data.eval`,
+    `data.classes`, a `data.templates` file) made absolute, so that the run
+    directory's `config.yaml` still finds them from another folder
+    (`keras-clip eval`, `keras-clip report`). Shard brace patterns are kept
+    as they are, only prefixed."""
+    data_cfg = config["data"]
+    for key in ("train", "eval", "classes"):
+        value = data_cfg.get(key)
+        if isinstance(value, (list, tuple)):
+            data_cfg[key] = [_absolute(v) for v in value]
+        elif value:
+            data_cfg[key] = _absolute(value)
+    templates = data_cfg.get("templates")
+    if templates and os.path.isfile(templates):  # else a shipped set's name
+        data_cfg["templates"] = _absolute(templates)
+    return config
+
+
+def zero_shot_setup(data_cfg):
+    """(class names, templates) from `data.classes` / `data.templates`;
+    (None, None) without classes."""
+    if not data_cfg["classes"]:
+        return None, None
+    templates = load_templates(data_cfg["templates"]) if data_cfg["templates"] else list(PROMPT_TEMPLATES)
+    return read_lines(data_cfg["classes"]), templates
+
+
+DEFAULT_EVAL_MAX_EXAMPLES = 1000
+
+
+def file_evaluation(config, model, epochs, print_fn=print):
+    """The evaluation callback of a file run, or None.
+
+    Every `eval.every_epochs` epochs (0: never), retrieval R@1/5/10 on the
+    first `eval.max_examples` (default 1000, at most
+    `data.max_eval_examples`) images of `data.eval` with all their captions,
+    and zero-shot top-1/top-5 when `data.classes` is given and the eval
+    records have labels. The images are decoded once, before training.
+    """
+    data_cfg, eval_cfg = config["data"], config["eval"]
+    every = int(eval_cfg["every_epochs"] or 0)
+    if not data_cfg["eval"] or every <= 0:
+        return None
+    limit = int(eval_cfg.get("max_examples", DEFAULT_EVAL_MAX_EXAMPLES))
+    if data_cfg["max_eval_examples"]:
+        limit = min(limit, int(data_cfg["max_eval_examples"]))
+    arrays = load_eval_arrays(data_cfg["eval"], model.image_shape, max_examples=limit, strict=bool(data_cfg["strict"]))
+    if len(arrays["images"]) == 0:
+        raise ValueError(
+            f"No usable image-caption pairs in the eval data {data_cfg['eval']!r}: {arrays['report'].summary()}"
+        )
+    class_names, templates = zero_shot_setup(data_cfg)
+    labels = arrays["labels"] if class_names else None
+    if class_names and labels is None:
+        print_fn(
+            f"Zero-shot evaluation skipped during training: the eval data {data_cfg['eval']!r} has no labels "
+            "(add a `label` column); retrieval only."
+        )
+    return ZeroShotRetrievalCallback(
+        arrays["images"], labels, class_names, templates,
+        captions=arrays["captions"], text_to_image=arrays["text_to_image"],
+        every=every, total_epochs=epochs, batch_size=int(eval_cfg["batch_size"]),
+    )
+
+
 def train_on_files(config, output_dir=None, verbose="auto", callbacks=()):
     """`train` for image-caption files (`data.train`: a manifest, a folder or tar shards)."""
+    config = absolute_data_paths(config)
     data_cfg, training = config["data"], config["training"]
-    source = open_source(data_cfg["train"])
+    strict = bool(data_cfg["strict"])
+    source = open_source(data_cfg["train"], strict=strict)
     captions, num_images = _caption_corpus(source)
     if not captions:
         raise ValueError(f"No captions found in {data_cfg['train']!r}.")
@@ -223,23 +375,27 @@ def train_on_files(config, output_dir=None, verbose="auto", callbacks=()):
         jit_compile=resolve_jit_compile(training["jit_compile"]),
     )
     report = BadRecordReport()
-    dataset = image_text_dataset(
-        data_cfg["train"], tokenizer, model.image_shape, batch_size, training=True,
-        seed=int(training["seed"]), strict=bool(data_cfg["strict"]), report=report,
-    )
+
+    def epoch_dataset(epoch):
+        # Order, caption draws and crops keyed by (seed, epoch): a resumed
+        # run sees exactly the batches an uninterrupted one would.
+        return image_text_dataset(
+            source, tokenizer, model.image_shape, batch_size, training=True,
+            seed=int(training["seed"]), epoch=epoch, strict=strict, report=report,
+        )
+
+    evaluation = file_evaluation(config, model, epochs, print_fn=print if verbose else (lambda *_: None))
+    epoch_callbacks = ([evaluation] if evaluation else []) + [BadRecordLogger(report, run_summary=False)]
     start = time.time()
-    history = model.fit(
-        dataset, epochs=epochs, verbose=verbose, shuffle=False,
-        callbacks=run_callbacks(output_dir) + [BadRecordLogger(report)] + list(callbacks),
-    )
+    history, _ = fit_epochs(model, epoch_dataset, epochs, output_dir, epoch_callbacks, callbacks, verbose)
     train_seconds = time.time() - start
-    if output_dir:
-        shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
+    if verbose and report.total:
+        print("Bad records over the whole run: " + report.summary(cumulative=True))
     metrics = {}
     if data_cfg["eval"]:
+        class_names, templates = zero_shot_setup(data_cfg)
         metrics = evaluate_files(
-            model, data_cfg["eval"], data_cfg["classes"] and read_lines(data_cfg["classes"]),
-            data_cfg["templates"] and load_templates(data_cfg["templates"]),
+            model, data_cfg["eval"], class_names, templates,
             batch_size=int(config["eval"]["batch_size"]), max_examples=data_cfg["max_eval_examples"],
         )
         metrics["eval_bad_records"] = metrics.pop("bad_records")
@@ -250,9 +406,9 @@ def train_on_files(config, output_dir=None, verbose="auto", callbacks=()):
             "epochs": epochs,
             "train_images": num_images,
             "bad_records": report.to_dict(),
-            "final_loss": float(history.history["loss"][-1]),
+            "final_loss": history["loss"][-1] if history.get("loss") else None,
             "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
-            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+            "history": _history_lists(history),
         }
     )
     if output_dir:
@@ -271,10 +427,12 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
         callbacks: extra Keras callbacks.
 
     With an `output_dir`, a run that is killed resumes where it stopped when
-    started again with the same arguments: weights, optimizer state and the
-    epoch come back from `output_dir/backup`, and the data stream skips the
-    epochs already done (each epoch's data order depends only on the seed and
-    the epoch), so the result equals an uninterrupted run.
+    started again with the same arguments: weights, optimizer state, the
+    epoch and the history so far come back from `output_dir/backup`, and
+    the data stream skips the epochs already done (each epoch's data order,
+    caption draws and crops depend only on the seed and the epoch, for the
+    shapes set and for files alike), so the result equals an uninterrupted
+    run.
 
     Returns:
         (model, metrics dict).
@@ -320,24 +478,18 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
             image_views=bool(getattr(loss, "needs_image_views", False)),
         )
 
-    evaluation = None
+    evaluation = []
     if config["eval"]["every_epochs"]:
         test = splits["test"]
-        evaluation = ZeroShotRetrievalCallback(
-            test["images"], test["labels"], shapes.class_names, list(shapes.prompt_templates),
-            captions=test["captions"], every=int(config["eval"]["every_epochs"]), total_epochs=epochs,
-        )
-    callbacks = run_callbacks(output_dir, evaluation) + list(callbacks) + [EpochProgbar(epochs)]
-    logs = {}
+        evaluation = [
+            ZeroShotRetrievalCallback(
+                test["images"], test["labels"], shapes.class_names, list(shapes.prompt_templates),
+                captions=test["captions"], every=int(config["eval"]["every_epochs"]), total_epochs=epochs,
+                batch_size=int(config["eval"]["batch_size"]),
+            )
+        ]
     start = time.time()
-    for epoch in range(resumed_epoch(output_dir), epochs):
-        history = model.fit(
-            epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False, callbacks=callbacks
-        )
-        for key, values in history.history.items():
-            logs.setdefault(key, []).extend(values)
-    if output_dir:
-        shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
+    logs, _ = fit_epochs(model, epoch_dataset, epochs, output_dir, evaluation, callbacks, verbose)
     train_seconds = time.time() - start
 
     metrics = evaluate(model, shapes, splits, batch_size=int(config["eval"]["batch_size"]))
@@ -347,9 +499,9 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
             "train_seconds": round(train_seconds, 2),
             "epochs": epochs,
             "steps": steps_per_epoch * epochs,
-            "final_loss": float(logs["loss"][-1]) if logs else None,
+            "final_loss": logs["loss"][-1] if logs.get("loss") else None,
             "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
-            "history": {k: [float(v) for v in vals] for k, vals in logs.items()},
+            "history": _history_lists(logs),
         }
     )
     if output_dir:

@@ -239,15 +239,19 @@ class BadRecordLogger(keras.callbacks.Callback):
     `total_counts` keep the cumulative numbers).
 
     Records found while reading a manifest (empty or non-UTF-8 captions,
-    ...) are found once, when the dataset is built, and so show in the first
-    epoch; problems found while decoding (missing, empty, corrupt, truncated
-    or oversized images) are found, and counted, every epoch.
+    ...) are found when the dataset is built, and so show in the first
+    epoch (in every epoch when a dataset is built per epoch, as `keras-clip
+    train` does); problems found while decoding (missing, empty, corrupt,
+    truncated or oversized images) are found, and counted, every epoch.
 
     Args:
         report: the `BadRecordReport` given to (or attached as
             `dataset.bad_records` by) `image_text_dataset`.
         print_fn: callable used to print (default `print`).
         verbose: bool. Print (the log entry is always added).
+        run_summary: bool. Print the whole run's summary when `fit` ends
+            (turn off when `fit` is called once per epoch, and print
+            `report.summary(cumulative=True)` after the last one).
 
     Example:
     ```python
@@ -257,7 +261,7 @@ class BadRecordLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, report, print_fn=None, verbose=True):
+    def __init__(self, report, print_fn=None, verbose=True, run_summary=True):
         super().__init__()
         if not isinstance(report, BadRecordReport):
             raise TypeError(
@@ -267,6 +271,7 @@ class BadRecordLogger(keras.callbacks.Callback):
         self.report = report
         self.print_fn = print_fn or print
         self.verbose = bool(verbose)
+        self.run_summary = bool(run_summary)
 
     def on_epoch_end(self, epoch, logs=None):
         count = self.report.count
@@ -277,7 +282,7 @@ class BadRecordLogger(keras.callbacks.Callback):
         self.report.reset()
 
     def on_train_end(self, logs=None):
-        if self.verbose and self.report.total:
+        if self.verbose and self.run_summary and self.report.total:
             self.print_fn(
                 "Bad records over the whole run: "
                 + self.report.summary(cumulative=True)

@@ -28,7 +28,10 @@ Geometry is TensorFlow (`random_resized_crop`, `resize_center_crop`: plain
 TF ops, usable in an exported graph too). Every random choice (shuffle
 order, caption drawn among an image's captions, crop) is a function of
 `seed` and the epoch: two datasets built with the same seed give the same
-batches, and each epoch differs from the previous one.
+batches, and each epoch differs from the previous one. With `epoch=E` a
+dataset gives epoch E's batches every time it is iterated (`keras-clip
+train` builds one per epoch, so a resumed run sees exactly the batches an
+uninterrupted one would, whatever the iterator did before).
 """
 
 import concurrent.futures
@@ -294,7 +297,16 @@ def _loader(kind, report, strict, max_pixels):
     return load
 
 
-def _record_elements(source, training, seed, shuffle_buffer):
+def epoch_seed(seed, epoch):
+    """The seed of epoch `epoch` of a run seeded with `seed`: a 32-bit int,
+    a pure function of the two (NumPy's `SeedSequence`)."""
+    for name, value in (("seed", seed), ("epoch", epoch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0 to key an epoch's data; received {name}={value!r}.")
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint32)[0])
+
+
+def _record_elements(source, training, seed, shuffle_buffer, reshuffle):
     records = source.records
     captions = [c.encode("utf-8") for r in records for c in r.captions]
     lengths = [len(r.captions) for r in records]
@@ -310,12 +322,12 @@ def _record_elements(source, training, seed, shuffle_buffer):
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         dataset = dataset.shuffle(
-            shuffle_buffer or len(records), seed=seed, reshuffle_each_iteration=True
+            shuffle_buffer or len(records), seed=seed, reshuffle_each_iteration=reshuffle
         )
     return dataset
 
 
-def _shard_elements(source, training, seed, shuffle_buffer, cycle_length, report, strict):
+def _shard_elements(source, training, seed, shuffle_buffer, cycle_length, report, strict, reshuffle):
     signature = {
         "name": tf.TensorSpec([], tf.string),
         "image": tf.TensorSpec([], tf.string),
@@ -339,7 +351,7 @@ def _shard_elements(source, training, seed, shuffle_buffer, cycle_length, report
     )
     if training:
         shards = shards.shuffle(
-            len(source.shards), seed=seed, reshuffle_each_iteration=True
+            len(source.shards), seed=seed, reshuffle_each_iteration=reshuffle
         )
     cycle = max(1, min(int(cycle_length), len(source.shards)))
     samples = shards.interleave(
@@ -355,7 +367,7 @@ def _shard_elements(source, training, seed, shuffle_buffer, cycle_length, report
         samples = samples.shuffle(
             shuffle_buffer or DEFAULT_SHARD_SHUFFLE_BUFFER,
             seed=seed,
-            reshuffle_each_iteration=True,
+            reshuffle_each_iteration=reshuffle,
         )
     return samples
 
@@ -373,24 +385,29 @@ def _example_stream(
     scale,
     ratio,
     num_parallel_calls,
+    reshuffle=True,
 ):
-    """Unbatched dataset of {"image", "caption", "captions", "label"}."""
+    """Unbatched dataset of {"image", "caption", "captions", "label"}.
+
+    `reshuffle`: draw a new order, captions and crops at each iteration
+    (False: every iteration repeats the first one)."""
     size = _as_size(image_size)
     if isinstance(source, RecordSource):
-        elements = _record_elements(source, training, seed, shuffle_buffer)
+        elements = _record_elements(source, training, seed, shuffle_buffer, reshuffle)
         load = _loader("path", report, strict, max_pixels)
         load_args = lambda e: [e["path"]]  # noqa: E731
     else:
         elements = _shard_elements(
-            source, training, seed, shuffle_buffer, cycle_length, report, strict
+            source, training, seed, shuffle_buffer, cycle_length, report, strict, reshuffle
         )
         load = _loader("bytes", report, strict, max_pixels)
         load_args = lambda e: [e["name"], e["image"]]  # noqa: E731
 
     if training:
-        # One random int64 per element, different every epoch (iteration),
-        # reproducible under `seed`: the key of all stateless draws below.
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        # One random int64 per element, different every epoch (iteration)
+        # unless `reshuffle` is off, reproducible under `seed`: the key of all
+        # stateless draws below.
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle)
     else:
         keys = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat()
     elements = tf.data.Dataset.zip((elements, keys))
@@ -497,10 +514,14 @@ def _prepare_source(source, strict, report, max_pixels, source_options):
     if isinstance(source, RecordSource):
         for problem in source.problems:
             report.add(*problem)
-        if strict:
+        if strict and getattr(source, "_strict_checked", None) != max_pixels:
             # Raise BadRecordError here, in record order, rather than from
             # inside tf.data (where it would arrive wrapped in a TF error).
+            # Once per source: a run that builds a dataset per epoch does not
+            # decode everything twice each epoch (the pipeline still raises
+            # on a file that turns bad later).
             _check_records(source, max_pixels, report, strict, None)
+            source._strict_checked = max_pixels
     return source
 
 
@@ -521,6 +542,7 @@ def image_text_dataset(
     scale=DEFAULT_SCALE,
     ratio=DEFAULT_RATIO,
     num_parallel_calls=tf.data.AUTOTUNE,
+    epoch=None,
     **source_options,
 ):
     """A `tf.data.Dataset` of CLIP input batches from real image-caption data.
@@ -548,7 +570,11 @@ def image_text_dataset(
 
     Determinism: with the same `seed` (and TF global seed, which
     `keras.utils.set_random_seed` sets) two datasets give identical
-    batches; every epoch reshuffles and redraws crops and captions.
+    batches; every epoch (iteration) reshuffles and redraws crops and
+    captions. With `epoch=E`, the order, caption draws and crops are those
+    of epoch E, a function of `(seed, E)` (and the global seed) only, and
+    every iteration repeats them: build one dataset per epoch to resume a
+    run exactly where it stopped.
 
     Args:
         source: a `.csv` / `.tsv` / `.jsonl` manifest, an image folder with
@@ -573,6 +599,9 @@ def image_text_dataset(
         scale: (min, max) area fraction of the training crop.
         ratio: (min, max) aspect ratio of the training crop.
         num_parallel_calls: parallelism of the decode map (AUTOTUNE).
+        epoch: int >= 0 or None. Key all random choices by `(seed, epoch)`
+            and repeat them at every iteration (needs an int `seed`).
+            None: one dataset for all epochs, reshuffled at each iteration.
         **source_options: see `open_source` (`image_column`,
             `caption_column`, `label_column`, `separator`, `root`,
             `labels`, ...).
@@ -613,9 +642,17 @@ def image_text_dataset(
             f"<= {len(source.records)}, drop_remainder=False or repeat=True."
         )
 
+    reshuffle = True
+    if epoch is not None:
+        if seed is None:
+            raise ValueError(
+                f"epoch={epoch!r} keys the data by (seed, epoch) and needs an int "
+                "seed; received seed=None. Pass seed=0 (or any int >= 0)."
+            )
+        seed, reshuffle = epoch_seed(seed, epoch), False
     stream = _example_stream(
         source, size, training, seed, strict, max_pixels, shuffle_buffer,
-        report, cycle_length, scale, ratio, num_parallel_calls,
+        report, cycle_length, scale, ratio, num_parallel_calls, reshuffle,
     )
     stream = stream.map(
         lambda e: {"image": e["image"], "caption": e["caption"], "label": e["label"]}

@@ -183,6 +183,39 @@ def test_deterministic_under_seed(kind, data, tokenizer):
     assert not np.array_equal(first["images"], _first_batch(dataset)["images"])
 
 
+@pytest.mark.parametrize("kind", ["csv", "tar"])
+def test_epoch_keyed_datasets(kind, data, tokenizer):
+    """`epoch=E`: epoch E's batches every time, whatever was iterated before,
+    and a different order / crops / caption draws for another epoch."""
+
+    def epoch_batches(epoch, seed=1):
+        dataset = image_text_dataset(str(data / SOURCES[kind]), tokenizer, 16, 4, seed=seed, epoch=epoch)
+        return dataset, list(dataset.as_numpy_iterator())
+
+    dataset, first = epoch_batches(2)
+    again = list(dataset.as_numpy_iterator())  # a second pass of the same epoch
+    _, rebuilt = epoch_batches(2)
+    for other in (again, rebuilt):
+        assert len(other) == len(first) == 2
+        for a, b in zip(first, other):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+    for different in (epoch_batches(3)[1], epoch_batches(2, seed=2)[1]):
+        assert not np.array_equal(first[0]["images"], different[0]["images"])
+    with pytest.raises(ValueError, match="seed=None"):
+        image_text_dataset(str(data / SOURCES[kind]), tokenizer, 16, 4, seed=None, epoch=0)
+
+
+def test_epoch_seed_is_a_pure_function():
+    from keras_clip.data.image_pipeline import epoch_seed
+
+    assert epoch_seed(0, 1) == epoch_seed(0, 1)
+    seeds = {epoch_seed(s, e) for s in range(4) for e in range(50)}
+    assert len(seeds) == 200  # no two (seed, epoch) pairs share a seed here
+    with pytest.raises(ValueError, match="epoch=-1"):
+        epoch_seed(0, -1)
+
+
 def test_caption_draws_vary_across_epochs(data, tokenizer):
     dataset = image_text_dataset(str(data / "labelled.csv"), tokenizer, 16, 4, seed=3)
     assert dataset.element_spec["labels"].dtype == tf.int32
