@@ -97,10 +97,21 @@ def _cmd_export(args):
 
 
 def _cmd_report(args):
+    from keras_clip.eval import load_templates
     from keras_clip.eval.report import write_report
+    from keras_clip.export import read_lines
 
-    for name, path in write_report(args.run_dir, args.output).items():
+    paths, notes = write_report(
+        args.run_dir,
+        args.output,
+        data=args.data,
+        class_names=read_lines(args.classes) if args.classes else None,
+        templates=load_templates(args.templates) if args.templates else None,
+    )
+    for name, path in paths.items():
         print(f"{name}: {path}")
+    for note in notes:
+        print(note)
 
 
 def build_parser():
@@ -119,7 +130,7 @@ def build_parser():
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.epochs=3")
     p.add_argument("--data", help="train on files: a CSV/TSV/JSONL manifest, an image folder with .txt captions, or tar shards (data-{000..009}.tar)")
-    p.add_argument("--eval-data", help="held-out files to evaluate on after training (same kinds as --data)")
+    p.add_argument("--eval-data", help="held-out files to evaluate on every eval.every_epochs epochs and after training (same kinds as --data)")
     p.add_argument("--classes", help="class names file (one per line) for zero-shot evaluation of labelled eval data")
     p.add_argument("--templates", help="prompt templates file (one per line, each with {})")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping and counting it")
@@ -153,6 +164,9 @@ def build_parser():
     p = sub.add_parser("report", help="write PNG pictures of a run (needs matplotlib)")
     p.add_argument("run_dir")
     p.add_argument("--output", default=None, help="folder for the PNGs (default RUN_DIR/report)")
+    p.add_argument("--data", help="a manifest, image folder or tar shards to draw the pictures from (default: the run's eval data, else its training data)")
+    p.add_argument("--classes", help="class names file for the confusion matrix (default: the run's --classes)")
+    p.add_argument("--templates", help="prompt templates file (one per line, each with {})")
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -1,5 +1,6 @@
 """Pictures of a run: training curves, a similarity heatmap, the zero-shot
-confusion matrix and a retrieval grid (`keras-clip report RUN_DIR`).
+confusion matrix and a retrieval grid (`keras-clip report RUN_DIR`), for
+shapes runs and runs trained on files.
 
 Needs matplotlib (`pip install "keras-clip[plots]"`).
 """
@@ -7,7 +8,6 @@ Needs matplotlib (`pip install "keras-clip[plots]"`).
 import json
 import os
 
-import keras
 import numpy as np
 
 from keras_clip.eval.embed import embed_images, embed_texts
@@ -25,27 +25,63 @@ def _pyplot():
     return plt
 
 
+EVAL_KEYS = [
+    "val_zero_shot_top1",
+    "val_zero_shot_top5",
+    "val_image_to_text_R@1",
+    "val_image_to_text_R@5",
+    "val_text_to_image_R@1",
+    "val_text_to_image_R@5",
+]
+
+
+def _series(values):
+    """Epoch numbers (from 1) and values, without the epochs a key was not
+    logged at (None: an evaluation every N epochs)."""
+    points = [(i + 1, v) for i, v in enumerate(values) if v is not None]
+    return [e for e, _ in points], [v for _, v in points]
+
+
 def plot_history(history, path):
-    """Loss, logit scale and in-batch accuracy per epoch."""
+    """Loss, logit scale, in-batch accuracy and (when the run evaluated
+    during training) the evaluation metrics per epoch.
+
+    Args:
+        history: dict key -> list with one value per epoch (None where the
+            key was not logged that epoch), as in `metrics.json`.
+        path: the PNG to write.
+
+    Returns:
+        dict key -> (epochs, values) of the curves drawn.
+    """
     plt = _pyplot()
     panels = [("loss", ["loss"]), ("logit scale exp(t)", ["logit_scale"]), ("in-batch top-1", ["i2t_acc", "t2i_acc"])]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    evaluated = [k for k in EVAL_KEYS if any(v is not None for v in history.get(k, []))]
+    if evaluated:
+        panels.append(("evaluation during training", evaluated))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))
+    drawn = {}
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
             if key in history:
-                ax.plot(np.arange(1, len(history[key]) + 1), history[key], marker="o", ms=3, label=key)
+                epochs, values = _series(history[key])
+                drawn[key] = (epochs, values)
+                ax.plot(epochs, values, marker="o", ms=3, label=key[4:] if key.startswith("val_") else key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if len(keys) > 1:
-            ax.legend()
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return drawn
 
 
 def plot_similarity(model, images, captions, path):
-    """Cosine-similarity heatmap of a batch, images and captions on the axes."""
+    """Cosine-similarity heatmap of a batch, images and captions on the axes;
+    returns the `(N, N)` similarities drawn."""
     plt = _pyplot()
     sim = embed_images(model, images) @ embed_texts(model, captions).T  # (N, N)
     n = len(captions)
@@ -64,6 +100,7 @@ def plot_similarity(model, images, captions, path):
     side.axis("off")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    return sim
 
 
 def plot_confusion(confusion, class_names, path):
@@ -84,12 +121,22 @@ def plot_confusion(confusion, class_names, path):
     plt.close(fig)
 
 
-def plot_retrieval(model, images, captions, queries, path, k=5):
-    """For each query caption, its top-k images with their captions."""
+def top_images(model, images, queries, k=5):
+    """`(Q, k)` indices of the k images most similar to each query caption,
+    best first (ties: the smaller index first, as the retrieval metrics)."""
+    k = min(k, len(images))
+    image_emb = embed_images(model, images)  # (N, D)
+    query_emb = embed_texts(model, queries)  # (Q, D)
+    return np.argsort(-(query_emb @ image_emb.T), axis=1, kind="stable")[:, :k]
+
+
+def plot_retrieval(model, images, captions, queries, path, k=5, targets=None):
+    """For each query caption, its top-k images with their captions (the
+    query's own image, when `targets` gives its index, framed in green).
+    Returns the `(Q, k)` indices of the images shown."""
     plt = _pyplot()
-    image_emb = embed_images(model, images)
-    query_emb = embed_texts(model, queries)
-    top = np.argsort(-(query_emb @ image_emb.T), axis=1, kind="stable")[:, :k]  # (Q, k)
+    top = top_images(model, images, queries, k)  # (Q, k)
+    k = top.shape[1]
     fig, axes = plt.subplots(len(queries), k, figsize=(2 * k, 2.3 * len(queries)), squeeze=False)
     for q, query in enumerate(queries):
         for r in range(k):
@@ -98,15 +145,111 @@ def plot_retrieval(model, images, captions, queries, path, k=5):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlabel(captions[top[q, r]][:30], fontsize=6)
+            if targets is not None and top[q, r] == targets[q]:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:green")
+                    spine.set_linewidth(3)
         axes[q, 0].set_ylabel(query, fontsize=8)
-    fig.suptitle("text -> image retrieval: top-5 images per query caption")
+    fig.suptitle(f"text -> image retrieval: top-{k} images per query caption")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return top
 
 
-def write_report(run_dir, output_dir=None):
-    """Writes the four PNGs of a shapes run into `output_dir` (default `RUN_DIR/report`)."""
+REPORT_EXAMPLES = 300  # images decoded for the pictures of a file run
+
+
+def _is_pattern(path):
+    return any(c in path for c in "{*?[")
+
+
+def report_source(config, data=None):
+    """The image-caption source the pictures of a file run come from, and
+    where it was found: `data` when given, else the run's eval data, else
+    its training data (the paths its `config.yaml` records)."""
+    data_cfg = config["data"]
+    if data:
+        source, where = data, "--data"
+    elif data_cfg["eval"]:
+        source, where = data_cfg["eval"], "the run's eval data"
+    else:
+        source, where = data_cfg["train"], "the run's training data (it has no eval data)"
+    paths = source if isinstance(source, (list, tuple)) else [source]
+    for path in paths:
+        if not _is_pattern(str(path)) and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{where} {str(path)!r} does not exist (moved or deleted?); pass --data SOURCE "
+                "(a manifest, an image folder or tar shards) to draw the report's pictures from."
+            )
+    return source, where
+
+
+def _confusion_classes(config, class_names):
+    """(class names, None) or (None, why the confusion matrix is skipped)."""
+    if class_names:
+        return list(class_names), None
+    classes_file = config["data"]["classes"]
+    if not classes_file:
+        return None, "the run has no class names (train with --classes FILE, or pass --classes FILE)"
+    if not os.path.isfile(classes_file):
+        return None, f"the run's classes file {classes_file!r} does not exist (pass --classes FILE)"
+    from keras_clip.export.saved_model import read_lines
+
+    return read_lines(classes_file), None
+
+
+def _file_report(model, config, history, output_dir, data, class_names, templates):
+    """The pictures of a run trained on files (`keras-clip train --data`)."""
+    from keras_clip.data import load_eval_arrays
+    from keras_clip.data.shapes import PROMPT_TEMPLATES
+    from keras_clip.eval.zero_shot import load_templates
+
+    source, where = report_source(config, data)
+    arrays = load_eval_arrays(source, model.image_shape, max_examples=REPORT_EXAMPLES)
+    count = len(arrays["images"])
+    if count == 0:
+        raise ValueError(f"No usable image-caption pairs in {where} {source!r}: {arrays['report'].summary()}")
+    images = arrays["images"]
+    # One caption per image: its first one.
+    _, first = np.unique(arrays["text_to_image"], return_index=True)
+    captions = [arrays["captions"][j] for j in first]
+    notes = [f"pictures drawn from {count} images of {where}: {source}"]
+    paths = {"curves": os.path.join(output_dir, "training_curves.png")}
+    plot_history(history, paths["curves"])
+    paths["similarity"] = os.path.join(output_dir, "similarity.png")
+    plot_similarity(model, images[:8], captions[:8], paths["similarity"])
+    classes, why = _confusion_classes(config, class_names)
+    if classes and arrays["labels"] is None:
+        classes, why = None, f"{where} {source!r} has no labels (add a `label` column)"
+    if classes:
+        if templates is None:
+            templates = load_templates(config["data"]["templates"]) if config["data"]["templates"] else PROMPT_TEMPLATES
+        result = zero_shot_evaluate(model, images, arrays["labels"], classes, list(templates))
+        paths["confusion"] = os.path.join(output_dir, "confusion.png")
+        plot_confusion(result["confusion"], classes, paths["confusion"])
+    else:
+        notes.append(f"confusion matrix skipped: {why}")
+    paths["retrieval"] = os.path.join(output_dir, "retrieval.png")
+    queries = np.unique(np.linspace(0, count - 1, min(4, count)).round().astype(int))
+    plot_retrieval(model, images, captions, [captions[i] for i in queries], paths["retrieval"], targets=queries)
+    return paths, notes
+
+
+def write_report(run_dir, output_dir=None, data=None, class_names=None, templates=None):
+    """Writes the PNGs of a run into `output_dir` (default `RUN_DIR/report`).
+
+    Training curves come from the run's `metrics.json` history. For a shapes
+    run the other pictures use its test split; for a run trained on files,
+    up to 300 images of `data` (a manifest, folder or tar shards) when
+    given, else of the run's eval data, else of its training data. The
+    zero-shot confusion matrix needs class names (`class_names`, else the
+    run's `data.classes`) and labelled data; without them it is skipped.
+
+    Returns:
+        (paths, notes): dict picture name -> PNG path, and lines saying
+        where the pictures come from and what was skipped and why.
+    """
     from keras_clip.config import load_config
     from keras_clip.models.builder import load_run_model
     from keras_clip.training import load_data
@@ -117,6 +260,8 @@ def write_report(run_dir, output_dir=None):
         metrics = json.load(f)
     config = load_config(os.path.join(run_dir, "config.yaml"))
     model = load_run_model(run_dir)
+    if config["data"]["train"] or data:
+        return _file_report(model, config, metrics.get("history", {}), output_dir, data, class_names, templates)
     shapes, splits = load_data(config)
     test = splits["test"]
     paths = {}
@@ -130,4 +275,4 @@ def write_report(run_dir, output_dir=None):
     paths["retrieval"] = os.path.join(output_dir, "retrieval.png")
     queries = ["a red circle", "a blue square", "a large green triangle", "a yellow cross"]
     plot_retrieval(model, test["images"][:300], test["captions"][:300], queries, paths["retrieval"])
-    return paths
+    return paths, []
