@@ -177,13 +177,38 @@ class EpochProgbar(keras.callbacks.ProgbarLogger):
         self.epochs = self.total_epochs
 
 
+class ResumeOnce(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` for a run that calls `fit` once per epoch: it
+    restores the saved state at the first `fit` only (a restart); the later
+    ones go on from the weights in memory and their own `initial_epoch`.
+
+    Restoring at every epoch would re-read the state just saved, and on JAX,
+    once an evaluation has cached its compiled encoder views on the model,
+    Keras' loader follows the view's reference back to the model and
+    recurses without end.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._restored = False
+
+    def on_train_begin(self, logs=None):
+        if self._restored:
+            # Undo the epoch the first restore set (fit prefers it to its own
+            # initial_epoch argument).
+            self.model._initial_epoch = None
+            return
+        self._restored = True
+        super().on_train_begin(logs)
+
+
 def run_callbacks(output_dir):
     """Resume state, TensorBoard logs and per-epoch weight checkpoints of a
     run written to `output_dir` (none without one)."""
     if not output_dir:
         return []
     return [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False),
+        ResumeOnce(os.path.join(output_dir, "backup"), delete_checkpoint=False),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
         keras.callbacks.ModelCheckpoint(
             os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
