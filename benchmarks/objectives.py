@@ -23,6 +23,7 @@ CONFIGS = [
     "shapes-mlp-heads",
     "shapes-batch16",
     "shapes-queue",
+    "shapes-queue-no-momentum",
 ]
 
 WORKER = """

@@ -14,7 +14,8 @@ def test_base_inheritance_and_loss_replacement():
     shapes = load_config("shapes")
     assert config["training"]["batch_size"] == 16
     assert config["training"]["epochs"] == shapes["training"]["epochs"]
-    assert config["model"]["queue_size"] == 512
+    assert config["model"]["queue_size"] == 128 and config["model"]["momentum"] == 0.99
+    assert load_config("shapes-queue-no-momentum")["model"]["momentum"] is None
     assert isinstance(config["loss"], list) and len(config["loss"]) == 2
 
 

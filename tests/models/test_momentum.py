@@ -146,7 +146,7 @@ def test_without_momentum_keys_are_an_error(tiny_clip, tiny_batch):
 
 
 def test_momentum_queue_config_trains(tiny_clip, tiny_batch):
-    config = keras_clip.load_config("shapes-queue-momentum")
+    config = keras_clip.load_config("shapes-queue")
     assert config["model"]["momentum"] is not None and config["model"]["queue_size"] > 0
     model = tiny_clip(momentum=config["model"]["momentum"], queue_size=8)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=config["loss"])
