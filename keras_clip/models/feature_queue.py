@@ -16,6 +16,11 @@ class FeatureQueue(keras.layers.Layer):
     only after its loss is computed, so it never contrasts with itself
     through the queue.
 
+    Use it with the model's momentum towers (`CLIP(momentum=...)`), which
+    then fill it with their keys: embeddings of the trained towers go stale
+    within a few steps, and without momentum training collapsed to chance
+    on the shapes set at batch 16 (MoCo reports the same for m = 0).
+
     Args:
         size: int. Number of slots K (at least the batch size).
         dim: int. Embedding width.
