@@ -68,7 +68,7 @@ DEFAULTS = {
         "mixed_precision": None,
     },
     "loss": {"name": "infonce"},
-    "eval": {"batch_size": 256, "every_epochs": 5},
+    "eval": {"batch_size": 256, "every_epochs": 5, "max_examples": 1000},
 }
 
 # Sections whose values are free-form (checked by the code that reads them).

@@ -26,11 +26,21 @@ class _Encoder(keras.Model):
         return self.clip.encode_text(x)
 
 
+class _EncoderCache:
+    """The cached views of one model. A plain object on purpose: Keras'
+    saving code walks a model's attributes into layers, lists and dicts, and
+    a view (which points back to the model) reached that way made
+    `model.load_weights` recurse without end."""
+
+    def __init__(self):
+        self.views = {}
+
+
 def _encoder(model, modality):
-    cache = model.__dict__.setdefault("_keras_clip_encoders", {})
-    if modality not in cache:
-        cache[modality] = _Encoder(model, modality)
-    return cache[modality]
+    cache = model.__dict__.setdefault("_keras_clip_encoders", _EncoderCache())
+    if modality not in cache.views:
+        cache.views[modality] = _Encoder(model, modality)
+    return cache.views[modality]
 
 
 def _encode(model, modality, inputs, batch_size):
