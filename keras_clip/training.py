@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -284,10 +285,15 @@ def fit_epochs(model, epoch_dataset, epochs, output_dir=None, epoch_callbacks=()
         list(epoch_callbacks) + [history] + run_callbacks(output_dir) + list(callbacks) + [EpochProgbar(epochs)]
     )
     for epoch in range(start, epochs):
-        model.fit(
-            epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
-            callbacks=all_callbacks,
-        )
+        with warnings.catch_warnings():
+            # Each epoch's dataset is finite by design (bad records make its
+            # length unknown beforehand): its end is the end of the epoch, not
+            # the "ran out of data" mistake Keras warns about.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(
+                epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
+                callbacks=all_callbacks,
+            )
     if output_dir:
         shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
     return history.columns(), max(epochs - start, 0)
