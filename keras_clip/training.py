@@ -299,6 +299,19 @@ def fit_epochs(model, epoch_dataset, epochs, output_dir=None, epoch_callbacks=()
     return history.columns(), max(epochs - start, 0)
 
 
+def _run_summary(model, history, train_seconds, epochs, **extra):
+    """The metrics.json entries every run has, plus `extra`."""
+    return {
+        "backend": keras.backend.backend(),
+        "train_seconds": round(train_seconds, 2),
+        "epochs": epochs,
+        **extra,
+        "final_loss": history["loss"][-1] if history.get("loss") else None,
+        "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
+        "history": _history_lists(history),
+    }
+
+
 def _history_lists(history):
     return {k: [None if v is None else float(v) for v in values] for k, values in history.items()}
 
@@ -431,16 +444,7 @@ def train_on_files(config, output_dir=None, verbose="auto", callbacks=()):
         )
         metrics["eval_bad_records"] = metrics.pop("bad_records")
     metrics.update(
-        {
-            "backend": keras.backend.backend(),
-            "train_seconds": round(train_seconds, 2),
-            "epochs": epochs,
-            "train_images": num_images,
-            "bad_records": report.to_dict(),
-            "final_loss": history["loss"][-1] if history.get("loss") else None,
-            "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
-            "history": _history_lists(history),
-        }
+        _run_summary(model, history, train_seconds, epochs, train_images=num_images, bad_records=report.to_dict())
     )
     if output_dir:
         write_run(output_dir, model, tokenizer, config, metrics)
@@ -524,17 +528,7 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
     train_seconds = time.time() - start
 
     metrics = evaluate(model, shapes, splits, batch_size=int(config["eval"]["batch_size"]))
-    metrics.update(
-        {
-            "backend": keras.backend.backend(),
-            "train_seconds": round(train_seconds, 2),
-            "epochs": epochs,
-            "steps": steps_per_epoch * epochs,
-            "final_loss": logs["loss"][-1] if logs.get("loss") else None,
-            "final_logit_scale": float(keras.ops.convert_to_numpy(model.logit_scale())),
-            "history": _history_lists(logs),
-        }
-    )
+    metrics.update(_run_summary(model, logs, train_seconds, epochs, steps=steps_per_epoch * epochs))
     if output_dir:
         write_run(output_dir, model, tokenizer, config, metrics)
     return model, metrics

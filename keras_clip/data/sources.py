@@ -217,7 +217,9 @@ class ShardSource:
         meta = None
         if caption_ext == "txt":
             captions = _captions_from_lines(
-                members["txt"], f"{shard}:{key}.txt", report, strict
+                members["txt"],
+                f"{shard}:{key}.txt",
+                lambda kind, where, reason: br.report_bad_record(report, strict, kind, where, reason),
             )
         else:
             try:
@@ -355,8 +357,11 @@ def _parse_label(value):
     return None, f"label {value!r} is not an integer"
 
 
-def _captions_from_lines(data, name, report, strict):
-    """Non-empty lines of a caption file (bytes) -> list of str."""
+def _captions_from_lines(data, name, problem):
+    """Non-empty lines of a caption file (bytes) -> list of str.
+
+    `problem(kind, where, reason)` receives each bad line (not UTF-8) and,
+    when no line is usable and none was bad, the empty file."""
     captions = []
     undecodable = 0
     for number, line in enumerate(data.splitlines(), start=1):
@@ -366,15 +371,12 @@ def _captions_from_lines(data, name, report, strict):
             caption = line.decode("utf-8").lstrip("\ufeff")
         except UnicodeDecodeError as error:
             undecodable += 1
-            br.report_bad_record(
-                report, strict, br.NON_UTF8_CAPTION, f"{name} line {number}",
-                str(error),
-            )
+            problem(br.NON_UTF8_CAPTION, f"{name} line {number}", str(error))
             continue
         if caption.strip():
             captions.append(caption)
     if not captions and not undecodable:
-        br.report_bad_record(report, strict, br.EMPTY_CAPTION, name, "no caption line")
+        problem(br.EMPTY_CAPTION, name, "no caption line")
     return captions
 
 
@@ -614,24 +616,7 @@ def _open_folder(
         except OSError as error:
             collector.problem(br.UNREADABLE_FILE, caption_path, str(error))
             continue
-        before = len(collector.problems)
-        captions = []
-        for number, line in enumerate(data.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                caption = line.decode("utf-8").lstrip("\ufeff")
-            except UnicodeDecodeError as error:
-                collector.problem(
-                    br.NON_UTF8_CAPTION, f"{caption_path} line {number}", str(error)
-                )
-                continue
-            if caption.strip():
-                captions.append(caption)
-        if not captions:
-            if len(collector.problems) == before:
-                collector.problem(br.EMPTY_CAPTION, caption_path, "no caption line")
-            continue
+        captions = _captions_from_lines(data, caption_path, collector.problem)
         for caption in captions:
             collector.add(image_path, caption, None, caption_path, False)
     records = collector.records()
