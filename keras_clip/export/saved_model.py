@@ -407,7 +407,8 @@ def _write(model, target, class_names, templates, class_embeddings, serving_defa
 
     archive = keras.export.ExportArchive()
     if model.tokenizer is not None:
-        archive.track(model.tokenizer.lookup_table)
+        for resource in model.tokenizer.export_resources():
+            archive.track(resource)
     # Keras makes the first endpoint `serving_default` too.
     order = [serving_default] + [name for name in functions if name != serving_default]
     for name in order:

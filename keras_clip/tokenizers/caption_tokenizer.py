@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_clip.tokenizers.base import Tokenizer
+
 PAD_TOKEN = "<pad>"
 UNKNOWN_TOKEN = "<unk>"
 START_TOKEN = "<start>"
@@ -45,7 +47,7 @@ def _to_string_tensor(strings):
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
-class CaptionTokenizer(keras.layers.Layer):
+class CaptionTokenizer(Tokenizer):
     """Word-level caption tokenizer, usable eagerly, in tf.data and exports.
 
     Maps raw caption strings to fixed-length int32 token id sequences:
@@ -379,20 +381,8 @@ class CaptionTokenizer(keras.layers.Layer):
             shape=[None, self._context_length],
         )  # (B, T)
 
-    def __call__(self, inputs, *args, **kwargs):
-        # Symbolic (functional model construction): let Keras handle it.
-        if isinstance(inputs, keras.KerasTensor):
-            return super().__call__(inputs, *args, **kwargs)
-        # Real data: bypass Keras' input conversion, which would try to turn
-        # strings into backend tensors (impossible under JAX / PyTorch).
-        return self.tokenize(inputs)
-
-    def call(self, inputs):
-        return self.tokenize(inputs)
-
-    def compute_output_spec(self, inputs, *args, **kwargs):
-        shape = tuple(inputs.shape) + (self._context_length,)
-        return keras.KerasTensor(shape, dtype="int32")
+    def export_resources(self):
+        return [self._lookup_table]
 
     def detokenize(self, ids):
         """Token ids (T,) or (B, T) -> list of str, special tokens dropped.
