@@ -28,7 +28,7 @@ CONFIGS = [
 
 WORKER = """
 import json, sys
-from keras_clip.training import train
+from keras_clip.train import train
 overrides = {"training": {"epochs": int(sys.argv[2])}, "eval": {"every_epochs": 0}}
 if int(sys.argv[3]):
     overrides["data"] = {"train_examples": int(sys.argv[3])}

@@ -24,7 +24,8 @@ def _parse_set(items):
 
 
 def _cmd_train(args):
-    from keras_clip.training import format_metrics, train
+    from keras_clip.eval.run import format_metrics
+    from keras_clip.train import train
 
     overrides = _parse_set(args.set)
     data = overrides.setdefault("data", {})
@@ -37,16 +38,15 @@ def _cmd_train(args):
     for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate")):
         if getattr(args, flag) is not None:
             training[key] = getattr(args, flag)
-    _, metrics = train(args.config, args.output_dir, overrides=overrides)
+    _, metrics = train(args.config, args.output_dir, overrides=overrides, overwrite=args.overwrite)
     print(format_metrics(metrics))
     print(f"backend {metrics['backend']}, trained in {metrics['train_seconds']:.1f} s; run written to {args.output_dir}")
 
 
 def _cmd_eval(args):
-    from keras_clip.training import evaluate_run, format_metrics
-
     from keras_clip.eval import load_templates
-    from keras_clip.export import read_lines
+    from keras_clip.eval.run import evaluate_run, format_metrics
+    from keras_clip.utils.text_files import read_lines
 
     metrics = evaluate_run(
         args.run_dir,
@@ -61,7 +61,7 @@ def _cmd_eval(args):
 
 def _cmd_predict(args):
     from keras_clip.eval.predict import list_images, rank_images, rank_texts
-    from keras_clip.models.builder import load_run_model
+    from keras_clip.models.presets import load_run_model
 
     if bool(args.image) == bool(args.text):
         raise ValueError("predict takes either --image PATH --texts ... or --text TEXT --images DIR.")
@@ -74,32 +74,40 @@ def _cmd_predict(args):
     else:
         if not args.images:
             raise ValueError("--text needs --images DIR (a folder of images to rank).")
-        ranking = rank_images(model, args.text, list_images(args.images))
-        print(f"images ranked for {args.text!r}:")
+        skipped = []
+        ranking = rank_images(model, args.text, list_images(args.images), skipped=skipped)
+        for path, reason in skipped:
+            print(f"skipped: {reason}")
+        print(f"images ranked for {args.text!r}" + (f" ({len(skipped)} unreadable skipped)" if skipped else "") + ":")
     for rank, (item, prob) in enumerate(ranking[: args.top], 1):
         print(f"{rank:3d}. p={prob:.3f}  {item}")
 
 
 def _cmd_export(args):
-    from keras_clip.eval import load_templates
-    from keras_clip.export import export_run, read_lines
+    from keras_clip.eval import load_templates, zero_shot_classifier
+    from keras_clip.export import export_run
+    from keras_clip.models.presets import load_run_model
+    from keras_clip.utils.text_files import read_lines
 
     classes = read_lines(args.classes) if args.classes else None
     templates = load_templates(args.templates) if args.templates else None
     if templates and not classes:
         raise ValueError("--templates needs --classes (they build the zero_shot signature's classes).")
-    if classes and not templates:
-        from keras_clip.data.shapes import PROMPT_TEMPLATES
-
-        templates = list(PROMPT_TEMPLATES)
-    target = export_run(args.run_dir, args.output, version=args.version, class_names=classes, templates=templates)
+    embeddings = None
+    if classes:
+        templates = templates or load_templates("default")
+        embeddings = zero_shot_classifier(load_run_model(args.run_dir), classes, templates)
+    target = export_run(
+        args.run_dir, args.output, version=args.version, class_names=classes, templates=templates,
+        class_embeddings=embeddings,
+    )
     print(f"SavedModel written to {target}")
 
 
 def _cmd_report(args):
     from keras_clip.eval import load_templates
     from keras_clip.eval.report import write_report
-    from keras_clip.export import read_lines
+    from keras_clip.utils.text_files import read_lines
 
     paths, notes = write_report(
         args.run_dir,
@@ -134,6 +142,7 @@ def build_parser():
     p.add_argument("--classes", help="class names file (one per line) for zero-shot evaluation of labelled eval data")
     p.add_argument("--templates", help="prompt templates file (one per line, each with {})")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping and counting it")
+    p.add_argument("--overwrite", action="store_true", help="delete a finished run in --output-dir (checkpoints included) and train again")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="re-evaluate a saved run (on its own data, or on --data)")
@@ -176,8 +185,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, KeyError, ValueError, TypeError, ImportError) as error:
-        message = error.args[0] if error.args else str(error)
+    except (OSError, KeyError, ValueError, TypeError, ImportError, RuntimeError) as error:
+        # One line, not a traceback. An OSError raised by the system carries
+        # (errno, text, path): print its text, not the errno.
+        message = error.args[0] if len(error.args) == 1 else str(error)
         print(f"keras-clip {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -75,7 +75,12 @@ DEFAULTS = {
 FREE_FORM = {("loss",), ("model", "image_head"), ("model", "text_head")}
 
 
-def _validate(config, defaults, path=()):
+def validate_config(config, defaults=None, path=()):
+    """Raises on an unknown key anywhere in `config` (naming it and the valid
+    keys there) or a section that is not a mapping. `defaults`: the schema
+    (default: the full `DEFAULTS`)."""
+    if defaults is None:
+        defaults = DEFAULTS
     for key, value in config.items():
         if path + (key,) in FREE_FORM or path in FREE_FORM:
             continue
@@ -85,19 +90,37 @@ def _validate(config, defaults, path=()):
                 f"Unknown config key {'.'.join(path + (key,))!r} in {where}; "
                 f"valid keys there: {sorted(defaults)}."
             )
+        _check_type(path + (key,), value, defaults[key])
         if isinstance(defaults[key], dict) and value is not None:
             if not isinstance(value, dict):
                 raise TypeError(
                     f"Config key {'.'.join(path + (key,))!r} must be a mapping; received {value!r}."
                 )
-            _validate(value, defaults[key], path + (key,))
+            validate_config(value, defaults[key], path + (key,))
 
 
-def _merge(base, update):
+def _check_type(path, value, default):
+    """Numbers where the default is a number, booleans where it is a boolean."""
+    name = ".".join(path)
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        return
+    if not ok:
+        raise TypeError(f"Config key {name!r} must be {expected} (default {default!r}); received {value!r}.")
+
+
+def merge_config(base, update):
+    """`update` merged over a deep copy of `base` (nested dicts merged key by
+    key; the free-form sections replaced whole)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and (key,) not in FREE_FORM:
-            out[key] = _merge(out[key], value)
+            out[key] = merge_config(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -107,7 +130,13 @@ def read_yaml(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"Config file not found: {path!r}.")
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ValueError(f"Config file {path!r} is not valid YAML at{where}: {problem}.") from None
     if not isinstance(data, dict):
         raise TypeError(f"Config file {path!r} must hold a mapping; it holds {type(data).__name__}.")
     return data
@@ -143,14 +172,14 @@ def load_config(source=None, overrides=None):
         source = "shapes"
     raw = read_yaml(resolve_path(source)) if isinstance(source, str) else dict(source)
     base = raw.pop("base", None)
-    _validate(raw, DEFAULTS)
+    validate_config(raw, DEFAULTS)
     config = load_config(base) if base else copy.deepcopy(DEFAULTS)
     if "loss" in raw:
         config["loss"] = raw["loss"]  # a loss section replaces the base's whole
-    config = _merge(config, raw)
+    config = merge_config(config, raw)
     if overrides:
-        _validate(overrides, DEFAULTS)
-        config = _merge(config, overrides)
+        validate_config(overrides, DEFAULTS)
+        config = merge_config(config, overrides)
     return config
 
 

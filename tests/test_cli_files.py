@@ -106,7 +106,7 @@ class _Shape:
 
 def _eval_config(eval_data, classes=None, every=2, max_examples=None, max_eval_examples=5000):
     config = {
-        "data": {"eval": eval_data, "classes": classes, "templates": None, "strict": False,
+        "data": {"train": "train.csv", "eval": eval_data, "classes": classes, "templates": None, "strict": False,
                  "max_eval_examples": max_eval_examples},
         "eval": {"every_epochs": every, "batch_size": 64},
     }
@@ -116,20 +116,20 @@ def _eval_config(eval_data, classes=None, every=2, max_examples=None, max_eval_e
 
 
 def test_file_evaluation_callback_is_bounded(manifest):
-    from keras_clip.training import file_evaluation
+    from keras_clip.eval.run import training_evaluation as file_evaluation
 
     csv, classes = str(manifest / "train.csv"), str(manifest / "classes.txt")
-    callback = file_evaluation(_eval_config(csv, classes, max_examples=5), _Shape(), epochs=4)
+    callback = file_evaluation(_eval_config(csv, classes, max_examples=5), _Shape.image_shape, epochs=4)
     assert callback.images.shape == (5, 16, 16, 3) and len(callback.captions) == 5
     assert callback.labels.shape == (5,) and len(callback.class_names) == 30
     assert (callback.every, callback.total_epochs, callback.batch_size) == (2, 4, 64)
     # data.max_eval_examples bounds it too; the default bound is 1000.
-    assert len(file_evaluation(_eval_config(csv, max_eval_examples=3), _Shape(), 4).images) == 3
-    assert len(file_evaluation(_eval_config(csv), _Shape(), 4).images) == 24
-    assert file_evaluation(_eval_config(csv, every=0), _Shape(), 4) is None
-    assert file_evaluation(_eval_config(None), _Shape(), 4) is None
+    assert len(file_evaluation(_eval_config(csv, max_eval_examples=3), _Shape.image_shape, 4).images) == 3
+    assert len(file_evaluation(_eval_config(csv), _Shape.image_shape, 4).images) == 24
+    assert file_evaluation(_eval_config(csv, every=0), _Shape.image_shape, 4) is None
+    assert file_evaluation(_eval_config(None), _Shape.image_shape, 4) is None
     printed = []
-    callback = file_evaluation(_eval_config(str(manifest / "unlabelled.csv"), classes), _Shape(), 4, printed.append)
+    callback = file_evaluation(_eval_config(str(manifest / "unlabelled.csv"), classes), _Shape.image_shape, 4, printed.append)
     assert callback.labels is None and len(callback.captions) == 6
     assert len(printed) == 1 and "no labels" in printed[0] and "unlabelled.csv" in printed[0]
 

@@ -7,7 +7,7 @@ import pytest
 
 from keras_clip.config import list_presets, load_config
 from keras_clip.losses import get as losses_get
-from keras_clip.training import train
+from keras_clip.train import train
 
 OBJECTIVE_CONFIGS = sorted(name for name in list_presets() if name.startswith("shapes-"))
 

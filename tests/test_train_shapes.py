@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from keras_clip.training import evaluate_run, train
+from keras_clip.eval.run import evaluate_run
+from keras_clip.train import train
 
 
 @pytest.mark.slow

@@ -10,8 +10,13 @@ import os
 
 import numpy as np
 
+from keras_clip.config import load_config
+from keras_clip.data import load_eval_arrays
 from keras_clip.eval.embed import embed_images, embed_texts
-from keras_clip.eval.zero_shot import zero_shot_evaluate
+from keras_clip.eval.run import evaluation_sets
+from keras_clip.eval.zero_shot import load_templates, zero_shot_evaluate
+from keras_clip.models.presets import load_run_model
+from keras_clip.utils.text_files import read_lines
 
 
 def _pyplot():
@@ -194,17 +199,11 @@ def _confusion_classes(config, class_names):
         return None, "the run has no class names (train with --classes FILE, or pass --classes FILE)"
     if not os.path.isfile(classes_file):
         return None, f"the run's classes file {classes_file!r} does not exist (pass --classes FILE)"
-    from keras_clip.export.saved_model import read_lines
-
     return read_lines(classes_file), None
 
 
 def _file_report(model, config, history, output_dir, data, class_names, templates):
     """The pictures of a run trained on files (`keras-clip train --data`)."""
-    from keras_clip.data import load_eval_arrays
-    from keras_clip.data.shapes import PROMPT_TEMPLATES
-    from keras_clip.eval.zero_shot import load_templates
-
     source, where = report_source(config, data)
     arrays = load_eval_arrays(source, model.image_shape, max_examples=REPORT_EXAMPLES)
     count = len(arrays["images"])
@@ -224,7 +223,7 @@ def _file_report(model, config, history, output_dir, data, class_names, template
         classes, why = None, f"{where} {source!r} has no labels (add a `label` column)"
     if classes:
         if templates is None:
-            templates = load_templates(config["data"]["templates"]) if config["data"]["templates"] else PROMPT_TEMPLATES
+            templates = load_templates(config["data"]["templates"] or "default")
         result = zero_shot_evaluate(model, images, arrays["labels"], classes, list(templates))
         paths["confusion"] = os.path.join(output_dir, "confusion.png")
         plot_confusion(result["confusion"], classes, paths["confusion"])
@@ -250,10 +249,10 @@ def write_report(run_dir, output_dir=None, data=None, class_names=None, template
         (paths, notes): dict picture name -> PNG path, and lines saying
         where the pictures come from and what was skipped and why.
     """
-    from keras_clip.config import load_config
-    from keras_clip.models.builder import load_run_model
-    from keras_clip.training import load_data
-
+    if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        raise FileNotFoundError(
+            f"No finished run in {run_dir!r} (no metrics.json); point to a directory written by `keras-clip train`."
+        )
     output_dir = output_dir or os.path.join(run_dir, "report")
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(run_dir, "metrics.json")) as f:
@@ -262,17 +261,16 @@ def write_report(run_dir, output_dir=None, data=None, class_names=None, template
     model = load_run_model(run_dir)
     if config["data"]["train"] or data:
         return _file_report(model, config, metrics.get("history", {}), output_dir, data, class_names, templates)
-    shapes, splits = load_data(config)
-    test = splits["test"]
+    test = evaluation_sets(config, model.image_shape)[0]  # the shapes test split
     paths = {}
     paths["curves"] = os.path.join(output_dir, "training_curves.png")
     plot_history(metrics.get("history", {}), paths["curves"])
     paths["similarity"] = os.path.join(output_dir, "similarity.png")
-    plot_similarity(model, test["images"][:8], test["captions"][:8], paths["similarity"])
-    result = zero_shot_evaluate(model, test["images"], test["labels"], shapes.class_names, shapes.prompt_templates)
+    plot_similarity(model, test.images[:8], test.captions[:8], paths["similarity"])
+    result = zero_shot_evaluate(model, test.images, test.labels, test.class_names, test.templates)
     paths["confusion"] = os.path.join(output_dir, "confusion.png")
-    plot_confusion(result["confusion"], shapes.class_names, paths["confusion"])
+    plot_confusion(result["confusion"], test.class_names, paths["confusion"])
     paths["retrieval"] = os.path.join(output_dir, "retrieval.png")
     queries = ["a red circle", "a blue square", "a large green triangle", "a yellow cross"]
-    plot_retrieval(model, test["images"][:300], test["captions"][:300], queries, paths["retrieval"])
+    plot_retrieval(model, test.images[:300], test.captions[:300], queries, paths["retrieval"])
     return paths, []

@@ -3,6 +3,28 @@
 import numpy as np
 
 
+class NonFiniteEmbeddingsError(ValueError):
+    """Embeddings or scores hold NaN or inf: the model is broken, and no
+    metric computed from them means anything."""
+
+
+def check_finite(values, what):
+    """Raises `NonFiniteEmbeddingsError` when `values` holds NaN or inf.
+
+    Ranking with `scores > true` is False for NaN everywhere, so a NaN model
+    would otherwise rank every target first and score a perfect 1.0.
+    """
+    values = np.asarray(values)
+    finite = np.isfinite(values)
+    if not finite.all():
+        rows = int((~finite.reshape(len(values), -1).all(1)).sum()) if values.ndim else 1
+        raise NonFiniteEmbeddingsError(
+            f"{what} contain NaN or inf ({rows} of {len(values) if values.ndim else 1} rows); the model is "
+            "broken (did training diverge? lower the learning rate) and cannot be evaluated."
+        )
+    return values
+
+
 def ranks_from_scores(scores, targets):
     """Rank (0 = best) of `targets[i]` in row i of `scores`, as a stable sort by
     descending score would place it: candidates with a strictly higher score,
@@ -44,8 +66,8 @@ def retrieval_metrics(image_embeddings, text_embeddings, text_to_image=None, ks=
     Image-to-text counts a hit at k when ANY of the image's captions is in the
     top k (the rank of its best-ranked caption), as in CLIP's evaluation.
     """
-    img = np.asarray(image_embeddings, "float32")
-    txt = np.asarray(text_embeddings, "float32")
+    img = check_finite(np.asarray(image_embeddings, "float32"), "image embeddings")
+    txt = check_finite(np.asarray(text_embeddings, "float32"), "text embeddings")
     if text_to_image is None:
         if len(img) != len(txt):
             raise ValueError(

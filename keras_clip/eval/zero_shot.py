@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from keras_clip.eval.embed import embed_images, embed_texts
-from keras_clip.eval.retrieval import ranks_from_scores
+from keras_clip.eval.retrieval import check_finite, ranks_from_scores
+from keras_clip.utils.text_files import read_lines
 
 
 def _normalize(x, axis=-1):
@@ -15,19 +16,24 @@ def _normalize(x, axis=-1):
 TEMPLATE_DIR = os.path.join(os.path.dirname(__file__), "templates")
 
 
+# Short names of the shipped sets.
+TEMPLATE_ALIASES = {"openai": "openai_imagenet"}
+
+
 def load_templates(name_or_path="default"):
-    """Prompt templates: a shipped set (`"default"`, 4 templates, or
-    `"openai_imagenet"`, CLIP's 80 ImageNet templates) or a text file with one
-    template per line (blank lines and `#` comments skipped)."""
-    path = os.path.join(TEMPLATE_DIR, f"{name_or_path}.txt")
+    """Prompt templates: a shipped set (`"default"`, 4 general templates, or
+    `"openai"` / `"openai_imagenet"`, CLIP's 80 ImageNet templates) or a text
+    file with one template per line (blank lines and `#` comments skipped)."""
+    name = TEMPLATE_ALIASES.get(name_or_path, name_or_path)
+    path = os.path.join(TEMPLATE_DIR, f"{name}.txt")
     if not os.path.isfile(path):
         path = name_or_path
     if not os.path.isfile(path):
         shipped = sorted(f[:-4] for f in os.listdir(TEMPLATE_DIR) if f.endswith(".txt"))
-        raise FileNotFoundError(f"No template set or file {name_or_path!r}; shipped sets: {shipped}.")
-    with open(path) as f:
-        lines = [line.strip() for line in f]
-    return [line for line in lines if line and not line.startswith("#")]
+        raise FileNotFoundError(
+            f"No template set or file {name_or_path!r}; shipped sets: {shipped + sorted(TEMPLATE_ALIASES)}."
+        )
+    return read_lines(path)
 
 
 def zero_shot_classifier(model, class_names, templates, tokenizer=None, batch_size=256):
@@ -55,7 +61,7 @@ def zero_shot_classifier(model, class_names, templates, tokenizer=None, batch_si
 
 def topk_accuracy(scores, labels, ks=(1, 5)):
     """Fraction of rows whose true label is among the k highest scores."""
-    scores = np.asarray(scores)
+    scores = check_finite(np.asarray(scores), "zero-shot scores")
     labels = np.asarray(labels)
     rank = ranks_from_scores(scores, labels)
     return {k: float(np.mean(rank < k)) for k in ks}

@@ -21,9 +21,7 @@ How each backend exports:
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import uuid
 
 import keras
@@ -31,28 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_clip.export.image_bytes import decode_images
+from keras_clip.export.tensorflow_worker import SOURCE_BACKEND_ENV, export_in_tensorflow_subprocess, run_tensorflow_worker
+from keras_clip.utils.text_files import read_lines  # noqa: F401  (kept importable here)
 
 SIGNATURES = ("encode_image", "encode_image_bytes", "encode_text", "encode_text_strings", "zero_shot", "class_names")
-DEFAULT_TEMPLATES = ("{}",)
 METADATA_FILENAME = "keras_clip.json"  # written to <version>/assets.extra/
-_SOURCE_BACKEND_ENV = "KERAS_CLIP_EXPORT_SOURCE_BACKEND"  # set for the TensorFlow worker
-
-
-def read_lines(path):
-    """The entries of a class-names or templates file: one per line.
-
-    Leading / trailing whitespace is stripped; blank lines and lines whose
-    first non-blank character is `#` are skipped.
-
-    Raises:
-        FileNotFoundError: no file at `path` (the message names it).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such file: {path!r} (expected a text file with one entry per line).")
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 def next_version(path):
@@ -99,10 +80,11 @@ def _check_args(model, class_names, templates, class_embeddings, serving_default
                 f"class_embeddings has shape {class_embeddings.shape} but {len(class_names)} class names and "
                 f"embed_dim {model.embed_dim} need ({len(class_names)}, {model.embed_dim})."
             )
-    elif class_names is not None and model.tokenizer is None:
+    elif class_names is not None:
         raise ValueError(
-            "class_names need the model's tokenizer to embed the prompts, but model.tokenizer is None; "
-            "build the model with tokenizer=..., or pass class_embeddings=(C, D) array."
+            "class_names need class_embeddings, a (C, D) array of the classes' text embeddings; compute "
+            "them with keras_clip.eval.zero_shot_classifier(model, class_names, templates) "
+            "(`keras-clip export --classes` does this for you)."
         )
     available = [
         name
@@ -159,13 +141,15 @@ def export_saved_model(
         model: a built `keras_clip.CLIP`.
         path: the model's base directory (TF Serving's `--model_base_path`).
         version: int folder name; default the next free one (1 for a new path).
-        class_names: optional list of str: adds `zero_shot` and `class_names`.
-        templates: prompt templates with `{}` for the class name (default
-            `["{}"]`); each class embedding is the re-normalised mean of its
-            prompts' embeddings (`keras_clip.eval.zero_shot_classifier`).
-        class_embeddings: optional `(C, D)` array to bake in instead of
-            computing it from `class_names` x `templates` (for a model
-            without tokenizer).
+        class_names: optional list of str: adds `zero_shot` and `class_names`
+            (needs `class_embeddings`).
+        templates: optional prompt templates the class embeddings were made
+            with; recorded in the export's metadata only.
+        class_embeddings: `(C, D)` array baked into `zero_shot`, one row per
+            class name, e.g. `keras_clip.eval.zero_shot_classifier(model,
+            class_names, templates)` (the re-normalised mean of each class's
+            normalised prompt embeddings). Export imports nothing from
+            evaluation: the caller computes them.
         serving_default: the signature TF Serving uses when none is named.
         overwrite: replace an existing, non-empty version folder.
         verbose: print Keras' list of endpoints.
@@ -175,9 +159,10 @@ def export_saved_model(
 
     Example:
     ```python
+    classes, templates = ["red circle", "blue square"], ["a {}."]
     version_dir = keras_clip.export.export_saved_model(
-        model, "serving/clip", class_names=["red circle", "blue square"],
-        templates=["a {}."],
+        model, "serving/clip", class_names=classes, templates=templates,
+        class_embeddings=keras_clip.eval.zero_shot_classifier(model, classes, templates),
     )
     served = tf.saved_model.load(version_dir)
     served.signatures["zero_shot"](image_bytes=tf.constant([open("x.png", "rb").read()]))
@@ -187,11 +172,6 @@ def export_saved_model(
         model, class_names, templates, class_embeddings, serving_default
     )
     target, version = _version_dir(path, version, overwrite)
-    if class_names is not None and class_embeddings is None:
-        from keras_clip.eval import zero_shot_classifier
-
-        templates = list(templates or DEFAULT_TEMPLATES)
-        class_embeddings = zero_shot_classifier(model, class_names, templates)
     options = {
         "class_names": class_names,
         "templates": None if templates is None else list(templates),
@@ -201,7 +181,7 @@ def export_saved_model(
         "verbose": verbose,
     }
     if keras.backend.backend() == "torch":
-        _export_in_tensorflow_subprocess(model, target, options)
+        export_in_tensorflow_subprocess(model, target, options)
     else:
         _write(model, target, **options)
     return target
@@ -210,7 +190,8 @@ def export_saved_model(
 def export_run(run_dir, output, version=None, class_names=None, templates=None, **kwargs):
     """Exports the model of a `keras-clip train` run directory (`run_dir/model.keras`).
 
-    `class_names` / `templates` are lists of str (see `read_lines` for files).
+    `class_names` / `templates` are lists of str (see `read_lines` for files);
+    class names need `class_embeddings=` as in `export_saved_model`.
     Other keyword arguments go to `export_saved_model`. Returns the version
     directory written. Under PyTorch the run's `model.keras` is handed to the
     TensorFlow subprocess directly (not loaded under torch first).
@@ -223,7 +204,7 @@ def export_run(run_dir, output, version=None, class_names=None, templates=None, 
         if templates is not None and class_names is None:
             raise ValueError("templates were given without class_names; the templates only build the zero_shot classes.")
         spec = {"class_names": class_names, "templates": templates, "version": version, **kwargs}
-        _run_tensorflow_worker(model_path, output, spec)
+        run_tensorflow_worker(model_path, output, spec)
         return target
     model = load_model(model_path)
     return export_saved_model(model, output, version=version, class_names=class_names, templates=templates, **kwargs)
@@ -231,8 +212,7 @@ def export_run(run_dir, output, version=None, class_names=None, templates=None, 
 
 def load_model(path):
     """Loads a keras_clip `.keras` file for export (no optimizer state)."""
-    import keras_clip.models  # noqa: F401  (registers the serializable classes)
-    import keras_clip.data  # noqa: F401
+    import keras_clip  # noqa: F401  (registers every serializable class a run holds)
 
     return keras.saving.load_model(path, compile=False)
 
@@ -377,7 +357,7 @@ def _metadata(model, class_names, templates, serving_default, functions):
     height, width, _ = model.image_shape
     return {
         "format": "keras_clip SavedModel export",
-        "exported_from_backend": os.environ.get(_SOURCE_BACKEND_ENV, keras.backend.backend()),
+        "exported_from_backend": os.environ.get(SOURCE_BACKEND_ENV, keras.backend.backend()),
         "graph_written_by": {"jax": "jax2tf"}.get(keras.backend.backend(), "tensorflow"),
         "keras_version": keras.__version__,
         "tensorflow_version": tf.__version__,
@@ -431,47 +411,3 @@ def _write(model, target, class_names, templates, class_embeddings, serving_defa
     finally:
         if os.path.exists(staging):
             shutil.rmtree(staging, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------
-# PyTorch: re-load under TensorFlow in a subprocess
-# ---------------------------------------------------------------------------
-def _export_in_tensorflow_subprocess(model, target, options):
-    with tempfile.TemporaryDirectory(prefix="keras_clip_export_") as tmp:
-        model_path = os.path.join(tmp, "model.keras")
-        model.save(model_path)
-        spec = dict(options, version=int(os.path.basename(target)))
-        _run_tensorflow_worker(model_path, os.path.dirname(target), spec)
-
-
-def _run_tensorflow_worker(model_path, output, spec):
-    """Runs `python -m keras_clip.export MODEL --output OUTPUT --spec SPEC.json`
-    with KERAS_BACKEND=tensorflow; `spec` holds export_saved_model's arguments."""
-    print(
-        "keras_clip.export: Keras cannot write a SavedModel from the PyTorch backend; "
-        "re-loading the model under TensorFlow in a subprocess to export it.",
-        file=sys.stderr,
-        flush=True,
-    )
-    spec = dict(spec)
-    with tempfile.TemporaryDirectory(prefix="keras_clip_export_") as tmp:
-        if spec.get("class_embeddings") is not None:
-            embeddings_path = os.path.join(tmp, "class_embeddings.npy")
-            np.save(embeddings_path, np.asarray(spec["class_embeddings"], "float32"))
-            spec["class_embeddings"] = embeddings_path
-        spec_path = os.path.join(tmp, "spec.json")
-        with open(spec_path, "w", encoding="utf-8") as f:
-            json.dump(spec, f)
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, KERAS_BACKEND="tensorflow", **{_SOURCE_BACKEND_ENV: keras.backend.backend()})
-        env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        command = [sys.executable, "-m", "keras_clip.export", model_path, "--output", os.fspath(output), "--spec", spec_path]
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if spec.get("verbose") and result.stdout:
-        print(result.stdout, end="")
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"Exporting under TensorFlow (subprocess `{' '.join(command)}`) failed with exit code "
-            f"{result.returncode}:\n{result.stderr[-4000:]}"
-        )

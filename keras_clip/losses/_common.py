@@ -68,6 +68,11 @@ def check_rank(x, rank, name):
 def check_same_batch(a, b, name_a, name_b):
     """Raises if two static batch sizes differ."""
     ba, bb = static_dim(a, 0), static_dim(b, 0)
+    if ba == 0 or bb == 0:
+        raise ValueError(
+            f"`{name_a if ba == 0 else name_b}` is an empty batch (0 rows); a contrastive loss "
+            "needs at least 2 pairs. Skip empty batches (batch with drop_remainder=True)."
+        )
     if ba is not None and bb is not None and ba != bb:
         raise ValueError(
             f"`{name_a}` has batch {ba} but `{name_b}` has batch {bb}; the "

@@ -3,6 +3,7 @@
 import keras
 
 from keras_clip.losses.base import ContrastiveLoss
+from keras_clip.losses.objectives import single
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
@@ -42,9 +43,7 @@ class WeightedSum(ContrastiveLoss):
             raise ValueError(
                 "WeightedSum needs at least one loss; received losses=[]."
             )
-        from keras_clip.losses.registry import get  # avoid import cycle
-
-        self.losses = [get(loss) for loss in losses]
+        self.losses = [single(loss) for loss in losses]
         if weights is None:
             weights = [1.0] * len(self.losses)
         weights = [float(w) for w in weights]

@@ -1,63 +1,28 @@
+import warnings
+
 import keras
 from keras import ops
 
+from keras_clip import losses as clip_losses
+from keras_clip.models import presets
+from keras_clip.models.dense_gradients import dense_gradient_optimizer
 from keras_clip.models.end_token_pooling import EndTokenPooling
 from keras_clip.models.feature_queue import FeatureQueue
+from keras_clip.models.input_checks import (
+    UNIT_RANGE_WARNING,
+    check_images,
+    check_token_ids,
+    looks_scaled_to_unit_range,
+    unpack_inputs,
+)
 from keras_clip.models.logit_scale import LogitScale
-from keras_clip.models.projection_head import ProjectionHead
-from keras_clip.utils.backend import densify_gradients, is_concrete
+from keras_clip.models.momentum import frozen_copy, momentum_keys, resolve_momentum, update_momentum
+from keras_clip.models.projection_head import make_head
+from keras_clip.utils.backend import is_concrete
 
 # OpenAI CLIP's pixel statistics (on 0..1 pixels).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# MoCo's EMA decay of the key encoder (arXiv:1911.05722).
-MOCO_MOMENTUM = 0.999
-
-
-def _head(spec, output_dim, dtype, name):
-    """A ProjectionHead from a layer, a kind name, or a dict of its arguments."""
-    if isinstance(spec, keras.layers.Layer):
-        return spec
-    if spec is None or isinstance(spec, str):
-        spec = {"kind": spec or "linear"}
-    spec = dict(spec)
-    spec.setdefault("output_dim", output_dim)
-    return ProjectionHead(**spec, dtype=dtype, name=name)
-
-
-def _frozen_copy(layer, name, input_shape=None):
-    """A non-trainable twin of `layer` (same config) holding its current weights."""
-    config = layer.get_config()
-    config["name"] = name
-    copy = layer.__class__.from_config(config)
-    if not copy.built:
-        copy.build(input_shape)
-    if len(copy.weights) != len(layer.weights):
-        raise ValueError(
-            f"Cannot make a momentum copy of layer {layer.name!r}: the copy built from its "
-            f"config has {len(copy.weights)} weights, the layer {len(layer.weights)}."
-        )
-    for target, source in zip(copy.weights, layer.weights):
-        # Through NumPy: a buffer of its own (JAX donates variable buffers to
-        # the jitted step, and one buffer must not back two variables).
-        target.assign(ops.convert_to_numpy(source.value))
-    copy.trainable = False
-    return copy
-
-
-def _fix_position_ids(image_encoder):
-    """keras-hub 0.32's `CLIPVisionEmbedding` creates its `position_ids` as
-    zeros and relies on pretrained checkpoints to overwrite them with
-    0..P. Randomly initialised, every patch would read position embedding 0:
-    a ViT with no idea where a patch is. Set them to 0..P (a saved model's
-    weights, loaded afterwards, carry the same values)."""
-    embedding = getattr(image_encoder, "embedding", None)
-    position_ids = getattr(embedding, "position_ids", None)
-    if position_ids is None:
-        return
-    values = ops.convert_to_numpy(position_ids)
-    if values.size > 1 and not values.any():
-        position_ids.assign(ops.cast(ops.arange(values.size)[None, :], position_ids.dtype))
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
@@ -172,8 +137,8 @@ class CLIP(keras.Model):
         self.text_encoder = text_encoder
         image_width = image_encoder.output_shape[-1]
         text_width = text_encoder.output_shape[-1]
-        self.image_head = _head(image_head, embed_dim, self.dtype_policy, "image_head")
-        self.text_head = _head(text_head, embed_dim, self.dtype_policy, "text_head")
+        self.image_head = make_head(image_head, embed_dim, self.dtype_policy, "image_head")
+        self.text_head = make_head(text_head, embed_dim, self.dtype_policy, "text_head")
         self.text_pooling = EndTokenPooling(end_token_id, pad_token_id, name="text_pooling")
         self.logit_scale = LogitScale(
             init_scale=logit_scale_init,
@@ -187,25 +152,16 @@ class CLIP(keras.Model):
         if queue_size:
             self.queue = FeatureQueue(queue_size, embed_dim, name="queue")
             self.queue.build()
-        _fix_position_ids(image_encoder)
+        presets.fix_position_ids(image_encoder)
         self.image_head.build((None, image_width))
         self.text_head.build((None, text_width))
         self.logit_scale.build()
-        if momentum is True:
-            momentum = MOCO_MOMENTUM
-        elif momentum is False:
-            momentum = None
+        momentum = resolve_momentum(momentum)
         if momentum is not None:
-            momentum = float(momentum)
-            if not 0.0 <= momentum < 1.0:
-                raise ValueError(
-                    f"momentum must be in [0, 1) (the EMA decay of the key encoder, e.g. "
-                    f"0.999); received momentum={momentum}. Use None for no momentum copy."
-                )
-            self.momentum_image_encoder = _frozen_copy(image_encoder, "momentum_image_encoder")
-            self.momentum_text_encoder = _frozen_copy(text_encoder, "momentum_text_encoder")
-            self.momentum_image_head = _frozen_copy(self.image_head, "momentum_image_head", (None, image_width))
-            self.momentum_text_head = _frozen_copy(self.text_head, "momentum_text_head", (None, text_width))
+            self.momentum_image_encoder = frozen_copy(image_encoder, "momentum_image_encoder")
+            self.momentum_text_encoder = frozen_copy(text_encoder, "momentum_text_encoder")
+            self.momentum_image_head = frozen_copy(self.image_head, "momentum_image_head", (None, image_width))
+            self.momentum_text_head = frozen_copy(self.text_head, "momentum_text_head", (None, text_width))
 
         # === Training metrics (updated in compute_metrics) ===
         self.image_to_text_accuracy = keras.metrics.Mean(name="i2t_acc")
@@ -231,6 +187,7 @@ class CLIP(keras.Model):
         self.momentum = momentum
         self.contrastive_loss = None
         self._per_example_outputs = False
+        self._pixel_range_checked = False
         self.built = True
 
     # ------------------------------------------------------------------ inputs
@@ -245,74 +202,23 @@ class CLIP(keras.Model):
         return getattr(self.text_encoder, "max_sequence_length", None)
 
     def _check_images(self, images):
-        shape = tuple(images.shape)
-        if len(shape) != 4 or shape[-1] != 3:
-            raise ValueError(
-                f"images must have shape (batch, height, width, 3) with RGB channels last; "
-                f"received shape {shape}. Grey images need 3 channels (repeat the "
-                f"channel), RGBA images need their alpha dropped."
-            )
-        expected = self.image_shape[:2]
-        if None not in shape[1:3] and tuple(shape[1:3]) != tuple(expected):
-            raise ValueError(
-                f"images are {shape[1]}x{shape[2]} but this model expects "
-                f"{expected[0]}x{expected[1]}; resize (and centre-crop) them first, "
-                f"e.g. with keras.layers.Resizing({expected[0]}, {expected[1]}, "
-                f"crop_to_aspect_ratio=True)."
-            )
+        check_images(images, self.image_shape)
+        self._warn_unit_range(images)
+
+    def _warn_unit_range(self, images):
+        if not getattr(self, "_pixel_range_checked", True):
+            # The first concrete batch only: a cheap look, once per model.
+            if is_concrete(images):
+                self._pixel_range_checked = True
+                if looks_scaled_to_unit_range(images):
+                    warnings.warn(UNIT_RANGE_WARNING, stacklevel=3)
 
     def _check_token_ids(self, token_ids):
-        shape = tuple(token_ids.shape)
-        if len(shape) != 2:
-            raise ValueError(
-                f"token_ids must have shape (batch, sequence_length); received shape {shape}. "
-                f"Tokenize a list of captions (model.tokenizer(list_of_strings))."
-            )
-        dtype = keras.backend.standardize_dtype(token_ids.dtype)
-        if "int" not in dtype:
-            raise TypeError(
-                f"token_ids must be integers; received dtype {dtype}. Token ids index "
-                f"an embedding table: cast them with ops.cast(token_ids, 'int32') or "
-                f"produce them with the model's tokenizer."
-            )
-        context = self.context_length
-        if context is not None and shape[1] is not None and shape[1] > context:
-            raise ValueError(
-                f"token_ids have {shape[1]} positions but the text encoder's context "
-                f"length is {context}; tokenize with context_length={context}."
-            )
-        vocab = self.vocabulary_size
-        if vocab is not None and is_concrete(token_ids):
-            values = ops.convert_to_numpy(token_ids)
-            if values.size and (values.max() >= vocab or values.min() < 0):
-                bad = values.max() if values.max() >= vocab else values.min()
-                raise ValueError(
-                    f"token_ids contain id {int(bad)} but the vocabulary has {vocab} "
-                    f"entries (valid ids 0..{vocab - 1}); tokenize with the tokenizer "
-                    f"this model was built for."
-                )
+        check_token_ids(token_ids, self.context_length, self.vocabulary_size)
 
     def _unpack(self, inputs):
-        if not isinstance(inputs, dict):
-            raise TypeError(
-                "CLIP takes a dict {'images': ..., 'token_ids': ...}; received "
-                f"{type(inputs).__name__}. For one modality use encode_image / encode_text."
-            )
-        missing = [k for k in ("images", "token_ids") if k not in inputs]
-        if missing:
-            raise KeyError(
-                f"CLIP inputs lack {missing}; received keys {sorted(inputs)}. "
-                "Expected {'images': (B, H, W, 3), 'token_ids': (B, T)[, 'labels': (B,)]}."
-            )
-        images, token_ids = inputs["images"], inputs["token_ids"]
-        self._check_images(images)
-        self._check_token_ids(token_ids)
-        b_img, b_txt = images.shape[0], token_ids.shape[0]
-        if b_img is not None and b_txt is not None and b_img != b_txt:
-            raise ValueError(
-                f"images has batch {b_img} but token_ids has batch {b_txt}; each image "
-                "needs exactly one caption (pair them before batching)."
-            )
+        images, token_ids = unpack_inputs(inputs, self.image_shape, self.context_length, self.vocabulary_size)
+        self._warn_unit_range(images)
         return images, token_ids
 
     # ---------------------------------------------------------------- encoders
@@ -388,61 +294,35 @@ class CLIP(keras.Model):
         return outputs
 
     # ---------------------------------------------------------------- momentum
-    def _momentum_pairs(self):
-        """(trained variable, its moving-average twin) for every float weight."""
-        for online, twin in (
-            (self.image_encoder, self.momentum_image_encoder),
-            (self.text_encoder, self.momentum_text_encoder),
-            (self.image_head, self.momentum_image_head),
-            (self.text_head, self.momentum_text_head),
-        ):
-            for source, target in zip(online.weights, twin.weights):
-                if "float" in keras.backend.standardize_dtype(target.dtype):
-                    yield source, target
-
     def update_momentum_encoders(self):
         """One EMA step of the key towers: `k <- m k + (1 - m) q` (no gradient)."""
-        if self.momentum is None:
-            raise ValueError("This model has no momentum copy; build it with momentum=0.999 (say).")
-        m = self.momentum
-        for source, target in self._momentum_pairs():
-            online = ops.stop_gradient(ops.cast(source.value, target.dtype))
-            target.assign(m * target.value + (1.0 - m) * online)
+        update_momentum(self)
 
     def encode_keys(self, images, token_ids):
         """The momentum towers' image and text embeddings (L2-normalised,
         float32, stop-gradient): the keys MoCo contrasts queries against."""
-        if self.momentum is None:
-            raise ValueError("This model has no momentum copy; build it with momentum=0.999 (say).")
-        sequence = self._image_tokens(images, training=False, encoder=self.momentum_image_encoder)
-        image_keys = self.momentum_image_head(sequence[:, 0], training=False)  # (B, D)
-        text_sequence = self.momentum_text_encoder({"token_ids": token_ids}, training=False)
-        text_keys = self.momentum_text_head(self.text_pooling(text_sequence, token_ids), training=False)
-        return (
-            ops.stop_gradient(self._l2_normalize(image_keys)),
-            ops.stop_gradient(self._l2_normalize(text_keys)),
-        )
+        return momentum_keys(self, images, token_ids)
 
     # ---------------------------------------------------------------- training
-    def compile(self, optimizer="adamw", loss=None, **kwargs):
-        """Configures training. `loss`: a `keras_clip.losses` objective, its name,
-        a config dict, or None for symmetric InfoNCE. Keras' own `loss=` handling
-        is bypassed: the contrastive loss needs the whole output dict."""
-        from keras_clip import losses as clip_losses
+    def compile(self, optimizer="adamw", loss=None, dense_gradients=True, **kwargs):
+        """Configures training.
 
+        Args:
+            optimizer: a Keras optimizer, its name or config.
+            loss: a `keras_clip.losses` objective, its name, a config dict,
+                or None for symmetric InfoNCE. Keras' own `loss=` handling is
+                bypassed: the contrastive loss needs the whole output dict.
+            dense_gradients: bool. On TensorFlow, densify embedding-table
+                gradients before the update so that Adam takes the same step
+                as on JAX and PyTorch (`keras_clip.models.dense_gradients`).
+            **kwargs: passed to `keras.Model.compile` (`jit_compile`, ...).
+        """
         self.contrastive_loss = clip_losses.get(loss if loss is not None else "infonce")
-        needs_tokens = getattr(self.contrastive_loss, "needs_tokens", False)
-        if needs_tokens:
+        if getattr(self.contrastive_loss, "needs_tokens", False):
             self.return_tokens = True
+        if dense_gradients:
+            optimizer = dense_gradient_optimizer(optimizer)
         super().compile(optimizer=optimizer, loss=None, **kwargs)
-        if keras.backend.backend() == "tensorflow":
-            # Same Adam step as JAX and PyTorch for embedding tables (see densify_gradients).
-            apply = self.optimizer.apply
-
-            def apply_dense(grads, trainable_variables=None):
-                return apply(densify_gradients(grads), trainable_variables)
-
-            self.optimizer.apply = apply_dense
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -568,12 +448,15 @@ class CLIP(keras.Model):
         """Builds a model from a named architecture, a YAML file or a run directory.
 
         Args:
-            name_or_path: a preset name (`keras_clip.presets.list_presets()`:
-                `"vit-b-32"`, `"vit-b-16"`, `"vit-l-14"`, `"shapes-tiny"`), a
+            name_or_path: a preset name (`keras_clip.list_presets()`:
+                `"vit-b-32"`, `"vit-b-16"`, `"vit-l-14"`, `"shapes"`, ...), a
                 YAML config path (its `model:` section), or a directory written
                 by `keras-clip train` (loads `model.keras` with its weights).
-            **overrides: model config keys to change (e.g. `vocabulary_size`).
+            **overrides: model config keys to change. A key that exists in
+                one tower only may be given bare (`vocabulary_size=100`); a key
+                of both towers needs its dotted name (`image_encoder.width=16`).
+                `tokenizer=` attaches a tokenizer.
         """
-        from keras_clip.models.builder import clip_from_preset
-
-        return clip_from_preset(name_or_path, **overrides)
+        if presets.is_run_dir(name_or_path):
+            return presets.load_run_model(name_or_path)
+        return cls(**presets.clip_arguments_from_preset(name_or_path, **overrides))

@@ -1,5 +1,4 @@
 import keras
-from keras import ops
 
 HEAD_KINDS = ("linear", "mlp")
 NORMALIZATIONS = (None, "layer", "batch")
@@ -107,3 +106,14 @@ class ProjectionHead(keras.layers.Layer):
             }
         )
         return config
+
+
+def make_head(spec, output_dim, dtype, name):
+    """A ProjectionHead from a layer, a kind name, or a dict of its arguments."""
+    if isinstance(spec, keras.layers.Layer):
+        return spec
+    if spec is None or isinstance(spec, str):
+        spec = {"kind": spec or "linear"}
+    spec = dict(spec)
+    spec.setdefault("output_dim", output_dim)
+    return ProjectionHead(**spec, dtype=dtype, name=name)

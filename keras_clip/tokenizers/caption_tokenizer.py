@@ -1,6 +1,5 @@
 """A word-level caption tokenizer built from the user's own captions."""
 
-import collections
 import json
 import os
 
@@ -9,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_clip.tokenizers.base import Tokenizer
+from keras_clip.tokenizers.string_ops import count_words, split_words, to_string_tensor
 
 PAD_TOKEN = "<pad>"
 UNKNOWN_TOKEN = "<unk>"
@@ -16,34 +16,9 @@ START_TOKEN = "<start>"
 END_TOKEN = "<end>"
 SPECIAL_TOKENS = (PAD_TOKEN, UNKNOWN_TOKEN, START_TOKEN, END_TOKEN)
 
-# Unicode punctuation (\p{P}) and symbols (\p{S}), RE2 syntax.
-_PUNCTUATION_PATTERN = r"[\p{P}\p{S}]"
 
 VOCABULARY_FILENAME = "vocabulary.txt"
 CONFIG_FILENAME = "tokenizer.json"
-
-
-def _to_string_tensor(strings):
-    """Converts str / list / numpy / tf.Tensor input to a tf.string tensor."""
-    if isinstance(strings, (tf.Tensor, tf.Variable)):
-        if strings.dtype != tf.string:
-            raise TypeError(
-                "CaptionTokenizer expects string inputs; received a tensor "
-                f"of dtype {strings.dtype.name}. Pass the raw captions, not "
-                "token ids."
-            )
-        return tf.convert_to_tensor(strings)
-    if isinstance(strings, (str, bytes)):
-        return tf.constant(strings, dtype=tf.string)
-    array = np.asarray(strings, dtype=object)
-    for index, value in enumerate(array.reshape(-1)):
-        if not isinstance(value, (str, bytes)):
-            raise TypeError(
-                "CaptionTokenizer expects strings; the input has "
-                f"{value!r} of type {type(value).__name__} at flat index "
-                f"{index}."
-            )
-    return tf.constant(array, dtype=tf.string)
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
@@ -267,17 +242,7 @@ class CaptionTokenizer(Tokenizer):
                 f"max_vocabulary_size={max_vocabulary_size}."
             )
 
-        counts = collections.Counter()
-        chunk = 8192
-        for begin in range(0, len(captions), chunk):
-            words = _split_words(
-                tf.constant(captions[begin : begin + chunk], dtype=tf.string),
-                lowercase=lowercase,
-                split_punctuation=split_punctuation,
-            )
-            counts.update(
-                w.decode("utf-8") for w in words.flat_values.numpy()
-            )
+        counts = count_words(captions, lowercase, split_punctuation)
         for special in SPECIAL_TOKENS:
             counts.pop(special, None)
         ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -338,7 +303,7 @@ class CaptionTokenizer(Tokenizer):
         Returns a numpy array when running eagerly, a `tf.Tensor` inside a
         TF graph (tf.data map, tf.function).
         """
-        strings = _to_string_tensor(strings)
+        strings = to_string_tensor(strings)
         token_ids = self._tokenize_tensor(strings)
         if tf.executing_eagerly():
             return token_ids.numpy()
@@ -365,7 +330,7 @@ class CaptionTokenizer(Tokenizer):
 
     def _tokenize_batch(self, strings):
         """(B,) tf.string -> (B, T) int32."""
-        words = _split_words(
+        words = split_words(
             strings,
             lowercase=self.lowercase,
             split_punctuation=self.split_punctuation,
@@ -480,16 +445,3 @@ class CaptionTokenizer(Tokenizer):
             )
         config["vocabulary"] = tokens[len(SPECIAL_TOKENS) :]
         return cls.from_config(config)
-
-
-def _split_words(strings, lowercase, split_punctuation):
-    """(B,) tf.string -> ragged (B, None) tf.string of normalised words."""
-    if lowercase:
-        strings = tf.strings.lower(strings, encoding="utf-8")
-    if split_punctuation:
-        strings = tf.strings.regex_replace(
-            strings, "(" + _PUNCTUATION_PATTERN + ")", r" \1 "
-        )
-    else:
-        strings = tf.strings.regex_replace(strings, _PUNCTUATION_PATTERN, " ")
-    return tf.strings.split(strings)  # splits on (and collapses) whitespace

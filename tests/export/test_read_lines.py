@@ -48,7 +48,7 @@ FAKE = types.SimpleNamespace(embed_dim=4, tokenizer=None)
     "kwargs, error, match",
     [
         ({"templates": ["a {}"]}, ValueError, "templates were given without class_names"),
-        ({"class_names": ["cat"]}, ValueError, "model.tokenizer is None"),
+        ({"class_names": ["cat"]}, ValueError, "class_names need class_embeddings"),
         ({"class_names": []}, ValueError, "class_names is empty"),
         ({"class_names": ["cat"], "class_embeddings": [[1.0, 0.0]]}, ValueError, r"need \(1, 4\)"),
         ({"serving_default": "encode_text_strings"}, ValueError, "serving_default must be one of"),

@@ -140,11 +140,13 @@ def served(trained_model, references, tmp_path_factory):
     and returns (report, outputs, references)."""
     model = trained_model
     tmp = tmp_path_factory.mktemp("export")
-    version_dir = export_saved_model(model, str(tmp / "clip"), class_names=CLASS_NAMES, templates=TEMPLATES)
+    classes = zero_shot_classifier(model, CLASS_NAMES, TEMPLATES)  # (C, D)
+    version_dir = export_saved_model(
+        model, str(tmp / "clip"), class_names=CLASS_NAMES, templates=TEMPLATES, class_embeddings=classes
+    )
     assert version_dir == str(tmp / "clip" / "1")
 
     images, token_ids, files = references["images"], references["token_ids"], references["files"]
-    classes = zero_shot_classifier(model, CLASS_NAMES, TEMPLATES)  # (C, D)
     logits = float(numpy(model.logit_scale())) * references["encode_image_bytes"] @ classes.T
     probabilities = np.exp(logits - logits.max(1, keepdims=True))
     references = dict(references, zero_shot=probabilities / probabilities.sum(1, keepdims=True))

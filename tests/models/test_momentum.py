@@ -9,6 +9,7 @@ from keras import ops
 
 import keras_clip
 from keras_clip.models.feature_queue import FeatureQueue  # noqa: F401  (registers the layer)
+from keras_clip.models.momentum import momentum_pairs
 
 
 def _np(x):
@@ -16,7 +17,7 @@ def _np(x):
 
 
 def _pairs(model):
-    return [(_np(q), _np(k)) for q, k in model._momentum_pairs()]
+    return [(_np(q), _np(k)) for q, k in momentum_pairs(model)]
 
 
 def _queue_loss(key_suffix):
@@ -41,7 +42,7 @@ def test_copies_start_equal_and_are_not_trained(tiny_clip):
     assert len(pairs) > 10
     for q, k in pairs:
         np.testing.assert_array_equal(q, k)
-    twins = {id(t) for _, t in model._momentum_pairs()}
+    twins = {id(t) for _, t in momentum_pairs(model)}
     assert not twins & {id(w) for w in model.trainable_weights}
 
 
