@@ -12,11 +12,13 @@ uninterrupted run. The backup folder is removed when the run ends.
 import json
 import math
 import os
+import re
 import shutil
 import warnings
 
 import keras
 
+from keras_clip.data.bad_records import BadRecordError
 from keras_clip.train.run_dir import backup_dir, write_json
 
 WEIGHTS_FILE = "latest.weights.h5"
@@ -31,6 +33,16 @@ def _damaged(path, error):
         f"delete {os.path.dirname(path)!r} (or pass --overwrite, which removes the whole earlier run in "
         f"{run_dir!r})."
     )
+
+
+_BAD_RECORD = re.compile(r"BadRecordError: (.*)")
+
+
+def _bad_record_in(error):
+    """A strict-mode bad record raised inside tf.data reaches `fit` wrapped in
+    TensorFlow's error with a Python traceback; return its one line, or None."""
+    match = _BAD_RECORD.search(str(error))
+    return match.group(1).strip() if match else None
 
 
 def resumed_epoch(output_dir):
@@ -235,10 +247,16 @@ def fit_epochs(
             # length unknown beforehand): its end is the end of the epoch, not
             # the "ran out of data" mistake Keras warns about.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            model.fit(
-                epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
-                callbacks=all_callbacks,
-            )
+            try:
+                model.fit(
+                    epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
+                    callbacks=all_callbacks,
+                )
+            except Exception as error:
+                line = _bad_record_in(error)
+                if line is None or isinstance(error, BadRecordError):
+                    raise
+                raise ValueError(line) from None  # the bad record's own message, one line
     if output_dir:
         shutil.rmtree(backup_dir(output_dir), ignore_errors=True)
     return history.columns(), max(epochs - start, 0)
