@@ -15,7 +15,6 @@ from keras_clip.data.sources import (
     DataSource,
     ManifestSource,
     ShapesSource,
-    ShardSource,
     get_source_class,
     open_source,
     register_source,
