@@ -73,8 +73,9 @@ def test_builtin_kinds_and_detection(tmp_path):
         assert type(source) is get_source_class(kind)
         assert open_source(source) is source
     assert open_source(str(tmp_path / "m.csv")).num_records == 1
-    assert open_source(str(tmp_path / "s.tar")).num_records is None
-    assert open_source(str(tmp_path / "s.tar")).captions() == ["a cat"]
+    shards = open_source(str(tmp_path / "s.tar"))
+    assert shards.num_records is None  # unknown before reading
+    assert shards.captions() == ["a cat"] and shards.num_records == 1
     assert open_source(str(tmp_path)).class_names is None
 
 

@@ -180,6 +180,7 @@ class ShardSource(DataSource):
         self.label_field = label_field
         self.image_extensions = tuple(e.lower().lstrip(".") for e in image_extensions)
         self.problems = []
+        self._counted = None
 
     @classmethod
     def open(cls, spec, strict=False, **options):
@@ -214,10 +215,20 @@ class ShardSource(DataSource):
     def __repr__(self):
         return f"ShardSource(shards={len(self.shards)}, has_labels={self.has_labels})"
 
+    @property
+    def num_records(self):
+        """None until a `captions()` pass has counted the samples (images
+        still undecoded: a bad image is only found later)."""
+        return self._counted
+
     def captions(self):
         """Every caption, in one streaming pass (bad records skipped quietly)."""
-        report = BadRecordReport(log=False)
-        return [c for sample in self.iter_samples(report=report) for c in sample.captions]
+        captions, count = [], 0
+        for sample in self.iter_samples(report=BadRecordReport(log=False)):
+            captions.extend(sample.captions)
+            count += 1
+        self._counted = count
+        return captions
 
     def iter_shard(self, shard, report=None, strict=False):
         """Yields the `Sample`s of one shard, streamed (no unpacking to disk).
