@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_clip.data.augment import random_view
+from keras_clip.data.transforms import random_view
 
 
 def _as_caption_list(captions):
@@ -86,7 +86,7 @@ def make_dataset(
             contrastive batch the same size).
         repeat: bool. Repeat forever (then pass `steps_per_epoch` to fit).
         image_views: bool. Also yield `"image_views"`: an augmented second
-            view of every image (`keras_clip.data.augment.random_view`), for
+            view of every image (`keras_clip.data.transforms.random_view`), for
             SimCLR's image-image term (the SLIP recipe).
 
     Returns:

@@ -5,9 +5,14 @@ with varied, truthful captions. Generated on the fly from a seed (numpy
 only, no downloads), so every backend and every machine sees the same data.
 """
 
-import re
-
 import numpy as np
+
+from keras_clip.data.shape_drawing import SHAPE_NAMES, _coverage, shape_mask  # noqa: F401
+from keras_clip.data.shape_captions import (  # noqa: F401
+    PROMPT_TEMPLATES,
+    fix_articles,
+    sample_captions,
+)
 
 # name -> RGB. Chosen to be far apart in RGB (and hue) so the colour named
 # in a caption is unambiguous even after the small per-shape jitter.
@@ -20,10 +25,6 @@ COLORS = {
     "orange": (250, 140, 20),
 }
 COLOR_NAMES = tuple(COLORS)
-
-# Shapes defined in `_signed_distance`; all fit in a circle of the shape's
-# radius and stay distinguishable at 32x32 (smallest radius ~4 px).
-SHAPE_NAMES = ("circle", "square", "triangle", "cross", "ring")
 
 # One held-out combination per shape and per colour except orange, so every
 # colour and every shape still appears in training (compositional check).
@@ -41,113 +42,10 @@ _SPLIT_STREAM = {"train": 0, "test": 1, "heldout": 2}
 # Radius as a fraction of the image side.
 _SMALL_RADIUS = (0.12, 0.16)
 _LARGE_RADIUS = (0.21, 0.26)
-_RING_INNER = 0.55  # inner radius of a ring, relative to its radius
 _COLOR_JITTER = 12  # max per-channel colour offset of a shape
 _BACKGROUND_LEVEL = (0, 40)  # dark grey level of the plain background
 _NOISE_STD = 3.0  # pixel noise over the whole image
 _CHUNK = 1024  # images rendered at once (bounds memory)
-
-PROMPT_TEMPLATES = (
-    "a {}.",
-    "a picture of a {}.",
-    "an image of a {}.",
-    "a small {}.",
-    "a large {}.",
-)
-
-_SINGLE_TEMPLATES = (
-    "a {obj}",
-    "a {size} {obj}",
-    "a picture of a {obj}",
-    "an image of a {obj}",
-    "a {obj} on a dark background",
-    "a {size} {obj} on a dark background",
-    "a {obj} {where}",
-    "a {size} {obj} {where}",
-    "a picture of a {size} {obj} {where}",
-)
-_PAIR_TEMPLATES = (
-    "a {a} {rel} a {b}",
-    "a {sa} {a} {rel} a {sb} {b}",
-    "a picture of a {a} {rel} a {b}",
-    "a {a} and a {b}",
-    "a {a} and a {b} on a dark background",
-)
-_INVERSE_RELATION = {
-    "to the left of": "to the right of",
-    "to the right of": "to the left of",
-    "above": "below",
-    "below": "above",
-}
-
-
-def fix_articles(text):
-    """Turns "a orange" into "an orange" (and "a image" into "an image")."""
-    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)
-
-
-def _signed_distance(shape_id, u, v):
-    """Signed distance (in radius units) to the shape; < 0 inside.
-
-    `u`, `v` are coordinates relative to the centre, divided by the radius
-    (image convention: v grows downwards). Union / intersection are max/min
-    of distances (exact inside, a close approximation outside).
-    """
-    shape = SHAPE_NAMES[shape_id]
-    if shape == "circle":
-        return np.sqrt(u * u + v * v) - 1.0
-    if shape == "ring":
-        d = np.sqrt(u * u + v * v)
-        return np.maximum(d - 1.0, _RING_INNER - d)
-    if shape == "square":
-        return np.maximum(np.abs(u), np.abs(v)) - 0.8
-    if shape == "cross":
-        arm = 0.3
-        vertical = np.maximum(np.abs(u) - arm, np.abs(v) - 0.95)
-        horizontal = np.maximum(np.abs(v) - arm, np.abs(u) - 0.95)
-        return np.minimum(vertical, horizontal)
-    if shape == "triangle":
-        # Equilateral, pointing up, circumradius 1, inradius 0.5.
-        s = np.sqrt(3.0) / 2.0
-        d_bottom = v
-        d_left = -s * u - 0.5 * v
-        d_right = s * u - 0.5 * v
-        return np.maximum(np.maximum(d_bottom, d_left), d_right) - 0.5
-    raise ValueError(f"Unknown shape id {shape_id}.")
-
-
-def _coverage(shape_id, centers, radii, xs, ys):
-    """Anti-aliased coverage in [0, 1] of a window, (n, h, w) float32.
-
-    centers: (n, 2) float (x, y) in pixels; radii: (n,) float pixels;
-    xs: (n, w) and ys: (n, h) integer pixel columns / rows of the window.
-    """
-    radii = radii.astype(np.float32)[:, None, None]
-    u = (xs[:, None, :] + 0.5 - centers[:, 0, None, None]) / radii  # (n, 1, w)
-    v = (ys[:, :, None] + 0.5 - centers[:, 1, None, None]) / radii  # (n, h, 1)
-    distance_px = _signed_distance(shape_id, u, v) * radii  # (n, h, w)
-    return np.clip(0.5 - distance_px, 0.0, 1.0).astype(np.float32)
-
-
-def shape_mask(shape, center, radius, image_size):
-    """Boolean (H, W) mask of a shape, as drawn by `ShapesDataset`.
-
-    Args:
-        shape: str (one of `SHAPE_NAMES`) or its index.
-        center: (x, y) in pixels (x to the right, y downwards).
-        radius: float, pixels.
-        image_size: int.
-    """
-    shape_id = SHAPE_NAMES.index(shape) if isinstance(shape, str) else shape
-    pixels = np.arange(int(image_size), dtype=np.float32)[None]
-    coverage = _coverage(
-        int(shape_id),
-        np.asarray(center, np.float32).reshape(1, 2),
-        np.asarray([radius], np.float32),
-        pixels,
-        pixels,
-    )
-    return coverage[0] >= 0.5
 
 
 class ShapesDataset:
@@ -318,7 +216,7 @@ class ShapesDataset:
         rng = np.random.default_rng([self.seed, _SPLIT_STREAM[split]])
         layout = self._sample_layout(rng, split, n)
         images = self._render(rng, layout)
-        captions = self._captions(rng, layout)
+        captions = sample_captions(rng, layout, self.class_names, self.image_size)
         labels = np.where(layout["two_shapes"], -1, layout["class_ids"][:, 0])
         return {
             "images": images,
@@ -471,65 +369,3 @@ class ShapesDataset:
         patch = canvas[index]  # (m, B, B, 3)
         patch += alpha * (color - patch)
         canvas[index] = patch
-
-    # ------------------------------------------------------------------ #
-    # Captions
-    # ------------------------------------------------------------------ #
-    def _where(self, center):
-        """Position phrase for a centre, or None when it is ambiguous."""
-        x, y = np.asarray(center, np.float64) / self.image_size
-
-        def band(value, low_word, high_word):
-            if value < 0.4:
-                return low_word
-            if value > 0.6:
-                return high_word
-            if abs(value - 0.5) < 0.07:
-                return "center"
-            return None  # between a side and the centre: say nothing
-
-        horizontal = band(x, "left", "right")
-        vertical = band(y, "top", "bottom")
-        if vertical in ("top", "bottom") and horizontal in ("left", "right"):
-            return f"in the {vertical} {horizontal}"
-        if vertical in ("top", "bottom") and horizontal in ("center", None):
-            return f"at the {vertical}"
-        if horizontal in ("left", "right") and vertical in ("center", None):
-            return f"on the {horizontal}"
-        if horizontal == "center" and vertical == "center":
-            return "in the center"
-        return None
-
-    def _relation(self, center_a, center_b):
-        """Spatial relation of shape a to shape b along the dominant axis."""
-        dx = center_a[0] - center_b[0]
-        dy = center_a[1] - center_b[1]
-        if abs(dx) >= abs(dy):
-            return "to the left of" if dx < 0 else "to the right of"
-        return "above" if dy < 0 else "below"
-
-    def _captions(self, rng, layout):
-        n = layout["radii"].shape[0]
-        single_choice = rng.integers(0, len(_SINGLE_TEMPLATES), n)
-        pair_choice = rng.integers(0, len(_PAIR_TEMPLATES), n)
-        swap = rng.random(n) < 0.5
-        captions = []
-        for i in range(n):
-            names = [self.class_names[c] if c >= 0 else None for c in layout["class_ids"][i]]
-            sizes = ["large" if big else "small" for big in layout["large"][i]]
-            if not layout["two_shapes"][i]:
-                template = _SINGLE_TEMPLATES[single_choice[i]]
-                where = self._where(layout["centers"][i, 0])
-                if "{where}" in template and where is None:
-                    template = template.replace(" {where}", "")
-                text = template.format(obj=names[0], size=sizes[0], where=where)
-            else:
-                a, b = (1, 0) if swap[i] else (0, 1)
-                relation = self._relation(
-                    layout["centers"][i, a], layout["centers"][i, b]
-                )
-                text = _PAIR_TEMPLATES[pair_choice[i]].format(
-                    a=names[a], b=names[b], sa=sizes[a], sb=sizes[b], rel=relation
-                )
-            captions.append(fix_articles(text))
-        return captions

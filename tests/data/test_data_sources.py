@@ -63,7 +63,7 @@ def test_csv_groups_captions_and_labels(tmp_path):
         "img/b.png,a dog,0\nimg/a.png,another cat,1\n"
     )
     source = open_source(str(tmp_path / "m.csv"))
-    assert isinstance(source, RecordSource) and source.kind == "csv"
+    assert isinstance(source, RecordSource) and source.kind == "manifest" and source.format == "csv"
     assert source.has_labels and not source.problems
     assert source.records == [
         ImageRecord(str(tmp_path / "img" / "a.png"), ("a cat, sitting", "another cat"), 1),
@@ -76,7 +76,7 @@ def test_tsv_custom_columns_and_jsonl(tmp_path):
     _png(tmp_path / "a.png")
     (tmp_path / "m.tsv").write_text("path\ttext\na.png\ta cat\n")
     source = open_source(str(tmp_path / "m.tsv"), image_column="path", caption_column="text")
-    assert source.kind == "tsv" and not source.has_labels
+    assert source.format == "tsv" and not source.has_labels
     assert source.records[0].captions == ("a cat",)
     # Explicit separator on an odd extension, via format=.
     (tmp_path / "m.txt").write_text("filepath;caption\na.png;a cat\n")
@@ -87,7 +87,7 @@ def test_tsv_custom_columns_and_jsonl(tmp_path):
         + json.dumps({"filepath": "a.png", "caption": "a small cat", "label": 2}) + "\n"
     )
     source = open_source(str(tmp_path / "m.jsonl"))
-    assert source.kind == "jsonl" and source.has_labels
+    assert source.format == "jsonl" and source.has_labels
     assert source.records == [ImageRecord(str(tmp_path / "a.png"), ("a cat", "a small cat"), 2)]
 
 
