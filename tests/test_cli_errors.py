@@ -116,3 +116,28 @@ def test_strict_mode_stops_at_a_bad_image_in_a_shard_in_one_line(pngs, tmp_path,
     line = _error_line(capsys, ["train", "--data", str(shard), "--strict", "--output-dir", str(tmp_path / "r"),
                                 "--set", *TINY])
     assert "008" in line and "Traceback" not in line
+
+
+def test_logs_in_a_file_are_one_line_per_epoch_and_quiet(pngs, tmp_path):
+    """stdout to a file: no progress-bar redraws, the bad-record list once,
+    one count line per epoch; no TensorFlow start-up lines on stderr."""
+    import subprocess
+    import sys
+
+    rows = (pngs / "train.csv").read_text().splitlines() + ["missing.png,a lost image"]
+    csv = tmp_path / "train.csv"
+    csv.write_text("\n".join([rows[0]] + [f"{pngs}/{r}" for r in rows[1:]]) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    settings = [s.replace("training.epochs=1", "training.epochs=2") for s in TINY]
+    out = subprocess.run(
+        [sys.executable, "-m", "keras_clip.cli", "train", "--data", str(csv), "--output-dir", str(tmp_path / "r"),
+         "--set", *settings],
+        capture_output=True, text=True, env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "\r" not in out.stdout and "\x08" not in out.stdout
+    assert len([line for line in out.stdout.splitlines() if line.startswith("Epoch ") and "/2" in line]) == 2
+    assert sum("bad record(s) skipped (missing_file 1)" in line for line in out.stdout.splitlines()) == 2
+    assert out.stdout.count("missing.png") == 1  # the list, once, at the end
+    for noise in ("oneDNN", "cuInit", "cpu_feature_guard", "cudart_stub"):
+        assert noise not in out.stderr, out.stderr[-2000:]

@@ -57,9 +57,10 @@ def file_run(manifest, tmp_path_factory):
 
 def test_train_and_eval_on_a_manifest(file_run, capsys):
     out, metrics, csv, classes = file_run
-    assert metrics["train_images"] == 25
-    assert metrics["bad_records"]["total_counts"] == {"missing_file": 1}
-    assert any("missing.png" in n for names in metrics["bad_records"]["total_names"].values() for n in names)
+    assert metrics["train_records"] == 25 and metrics["train_records_skipped"] == 1
+    assert metrics["bad_records"]["skipped"] == 1
+    assert metrics["bad_records"]["skipped_by_reason"] == {"missing_file": 1}
+    assert any("missing.png" in n for names in metrics["bad_records"]["first_skipped"].values() for n in names)
     assert metrics["num_images"] == 24 and metrics["num_classes"] == 30
     for key in ("zero_shot_top1", "image_to_text_R@1", "text_to_image_R@10"):
         assert 0.0 <= metrics[key] <= 1.0

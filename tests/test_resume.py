@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_clip.data import config_sources
+from keras_clip.data.sources.base import DataSource
 from keras_clip.train import train
 
 TINY = {
@@ -113,14 +113,14 @@ def test_killed_file_run_resumes_to_the_same_weights(png_manifest, tmp_path, mon
     The killed run is the uninterrupted run's state after epoch 1, copied
     (one training run fewer than killing a second run; the shapes test above
     kills a run for real)."""
-    built, build = [], config_sources.image_text_dataset
+    built, build = [], DataSource.dataset
 
-    def spy(*args, **kwargs):
-        dataset = build(*args, **kwargs)
+    def spy(self, *args, **kwargs):
+        dataset = build(self, *args, **kwargs)
         built.append(dataset)
         return dataset
 
-    monkeypatch.setattr(config_sources, "image_text_dataset", spy)
+    monkeypatch.setattr(DataSource, "dataset", spy)
     # Evaluated every epoch: on JAX the evaluation caches compiled encoder
     # views on the model, which restoring the state at each epoch's fit choked on.
     overrides = {**FILES_TINY, "data": {"train": png_manifest, "eval": png_manifest}, "eval": {"every_epochs": 1}}

@@ -205,8 +205,20 @@ class BadRecordReport:
             lines.append(f"  {reason}: {counts[reason]} -- {listing}")
         return "\n".join(lines)
 
+    def run_counts(self):
+        """What a run skipped, named for what each figure counts (metrics.json):
+        `skipped` (distinct bad records over the run), `skipped_by_reason`,
+        and `first_skipped` (up to `max_names` names per reason)."""
+        with self._lock:
+            return {
+                "skipped": sum(self._total_counts.values()),
+                "skipped_by_reason": dict(self._total_counts),
+                "first_skipped": {k: list(v) for k, v in self._total_names.items()},
+            }
+
     def to_dict(self):
-        """JSON-serialisable state (for metrics.json)."""
+        """JSON-serialisable state: this epoch's figures (`count`, `counts`,
+        `names`) and the run's (`total`, `total_counts`, `total_names`)."""
         with self._lock:
             return {
                 "count": sum(self._counts.values()),  # this epoch
@@ -252,6 +264,8 @@ class BadRecordLogger(keras.callbacks.Callback):
         run_summary: bool. Print the whole run's summary when `fit` ends
             (turn off when `fit` is called once per epoch, and print
             `report.summary(cumulative=True)` after the last one).
+        one_line: bool. Print one line of counts per epoch instead of the
+            names (a log file then lists the bad records once, at the end).
 
     Example:
     ```python
@@ -261,7 +275,7 @@ class BadRecordLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, report, print_fn=None, verbose=True, run_summary=True):
+    def __init__(self, report, print_fn=None, verbose=True, run_summary=True, one_line=False):
         super().__init__()
         if not isinstance(report, BadRecordReport):
             raise TypeError(
@@ -272,13 +286,18 @@ class BadRecordLogger(keras.callbacks.Callback):
         self.print_fn = print_fn or print
         self.verbose = bool(verbose)
         self.run_summary = bool(run_summary)
+        self.one_line = bool(one_line)
 
     def on_epoch_end(self, epoch, logs=None):
         count = self.report.count
         if logs is not None:
             logs["bad_records"] = count
         if count and self.verbose:
-            self.print_fn(f"Epoch {epoch + 1}: {self.report.summary()}")
+            if self.one_line:
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.report.counts.items()))
+                self.print_fn(f"Epoch {epoch + 1}: {count} bad record(s) skipped ({reasons}); listed at the end of the run.")
+            else:
+                self.print_fn(f"Epoch {epoch + 1}: {self.report.summary()}")
         self.report.reset()
 
     def on_train_end(self, logs=None):

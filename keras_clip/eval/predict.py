@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_clip.eval.embed import embed_images, embed_texts
-from keras_clip.export.image_bytes import decode_images
+from keras_clip.data.decode import decode_images
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 

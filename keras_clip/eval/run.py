@@ -111,7 +111,7 @@ def evaluate_set(model, eval_set, batch_size=256):
                 }
             )
     if eval_set.report is not None and not eval_set.prefix:
-        metrics["bad_records"] = eval_set.report.to_dict()
+        metrics["bad_records"] = eval_set.report.run_counts()
     return {f"{eval_set.prefix}{k}": v for k, v in metrics.items()}
 
 
@@ -202,6 +202,6 @@ def format_metrics(metrics):
         loss = metrics["final_loss"]
         lines.append(f"final training loss {loss:.4f}" if loss is not None else "final training loss: none")
     bad = metrics.get("bad_records") or {}
-    if bad.get("total"):
-        lines.append(f"bad records skipped: {bad['total']} {bad.get('total_counts', '')}")
+    if bad.get("skipped"):
+        lines.append(f"bad records skipped: {bad['skipped']} {bad.get('skipped_by_reason', '')}")
     return "\n".join(lines)

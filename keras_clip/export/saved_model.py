@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_clip.export.image_bytes import decode_images
+from keras_clip.data.decode import decode_images
 from keras_clip.export.tensorflow_worker import SOURCE_BACKEND_ENV, export_in_tensorflow_subprocess, run_tensorflow_worker
 from keras_clip.utils.text_files import read_lines  # noqa: F401  (kept importable here)
 
@@ -122,7 +122,7 @@ def export_saved_model(
       (grey repeated, alpha dropped), resized bicubic (antialiased) so that
       the image covers `H x W` (shorter side to `H` for a square model),
       centre-cropped, rounded to integer levels: the data pipeline's
-      evaluation preprocessing; see `keras_clip.export.image_bytes`.
+      evaluation preprocessing; see `keras_clip.data.decode`.
     - `encode_text`: `token_ids` int32 `(B, T)` with `T` the model's context
       length -> `embeddings` `(B, D)`.
     - `encode_text_strings` (when the model has a tokenizer): `texts` string

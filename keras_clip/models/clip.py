@@ -3,9 +3,8 @@ import warnings
 import keras
 from keras import ops
 
-from keras_clip import losses as clip_losses
 from keras_clip.models import presets
-from keras_clip.models.dense_gradients import dense_gradient_optimizer
+from keras_clip.models.contrastive_training import ContrastiveTraining
 from keras_clip.models.end_token_pooling import EndTokenPooling
 from keras_clip.models.feature_queue import FeatureQueue
 from keras_clip.models.input_checks import (
@@ -26,7 +25,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
-class CLIP(keras.Model):
+class CLIP(ContrastiveTraining, keras.Model):
     """A CLIP dual encoder trained with a contrastive loss.
 
     Images go through `image_encoder` (a ViT returning `(B, 1 + P, W)`
@@ -302,99 +301,6 @@ class CLIP(keras.Model):
         """The momentum towers' image and text embeddings (L2-normalised,
         float32, stop-gradient): the keys MoCo contrasts queries against."""
         return momentum_keys(self, images, token_ids)
-
-    # ---------------------------------------------------------------- training
-    def compile(self, optimizer="adamw", loss=None, dense_gradients=True, **kwargs):
-        """Configures training.
-
-        Args:
-            optimizer: a Keras optimizer, its name or config.
-            loss: a `keras_clip.losses` objective, its name, a config dict,
-                or None for symmetric InfoNCE. Keras' own `loss=` handling is
-                bypassed: the contrastive loss needs the whole output dict.
-            dense_gradients: bool. On TensorFlow, densify embedding-table
-                gradients before the update so that Adam takes the same step
-                as on JAX and PyTorch (`keras_clip.models.dense_gradients`).
-            **kwargs: passed to `keras.Model.compile` (`jit_compile`, ...).
-        """
-        self.contrastive_loss = clip_losses.get(loss if loss is not None else "infonce")
-        if getattr(self.contrastive_loss, "needs_tokens", False):
-            self.return_tokens = True
-        if dense_gradients:
-            optimizer = dense_gradient_optimizer(optimizer)
-        super().compile(optimizer=optimizer, loss=None, **kwargs)
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config and self.contrastive_loss is not None:
-            config["loss"] = keras.saving.serialize_keras_object(self.contrastive_loss)
-        return config
-
-    def compile_from_config(self, config):
-        """Re-compiles a loaded model with its saved optimizer and loss."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if self.contrastive_loss is None:
-            raise RuntimeError("Call model.compile(optimizer, loss=...) before training.")
-        batch = y_pred["image_embeddings"].shape[0]
-        if training and batch == 1:
-            raise ValueError(
-                "A training batch of size 1 has no negatives, so a contrastive loss "
-                "cannot learn from it; use batch_size >= 2 (and drop_remainder=True)."
-            )
-        labels = x.get("labels") if isinstance(x, dict) else None
-        if labels is None and y is not None:
-            labels = y
-        if self.momentum is not None:
-            if training:
-                self.update_momentum_encoders()
-            image_keys, text_keys = self.encode_keys(x["images"], x["token_ids"])
-            y_pred = {**y_pred, "image_keys": image_keys, "text_keys": text_keys}
-        if self.queue is not None:
-            y_pred = {**y_pred, **self.queue.contents()}
-        loss = self.contrastive_loss(labels, y_pred)
-        if self.queue is not None and training:
-            if self.momentum is not None:
-                self.queue.enqueue(y_pred["image_keys"], y_pred["text_keys"])
-            else:
-                self.queue.enqueue(y_pred["image_embeddings"], y_pred["text_embeddings"])
-        if self.losses:
-            loss = loss + ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
-        return loss
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        image_embeddings = y_pred["image_embeddings"]
-        text_embeddings = y_pred["text_embeddings"]
-        similarity = ops.matmul(image_embeddings, ops.transpose(text_embeddings))  # (B, B)
-        targets = ops.arange(ops.shape(similarity)[0], dtype="int32")
-        i2t = ops.cast(ops.equal(ops.argmax(similarity, axis=1), targets), "float32")
-        t2i = ops.cast(ops.equal(ops.argmax(similarity, axis=0), targets), "float32")
-        self.image_to_text_accuracy.update_state(ops.mean(i2t))
-        self.text_to_image_accuracy.update_state(ops.mean(t2i))
-        self.logit_scale_tracker.update_state(y_pred["logit_scale"])
-        return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    def predict(self, *args, **kwargs):
-        """`predict` returns the per-example outputs only (embeddings, token
-        features): Keras concatenates predictions along the batch, which a
-        scalar such as `logit_scale` doesn't have. Read it from
-        `model.logit_scale()`."""
-        self._per_example_outputs = True
-        try:
-            return super().predict(*args, **kwargs)
-        finally:
-            self._per_example_outputs = False
-
-    def predict_on_batch(self, x):
-        self._per_example_outputs = True
-        try:
-            return super().predict_on_batch(x)
-        finally:
-            self._per_example_outputs = False
 
     # ------------------------------------------------------------------ config
     def get_config(self):

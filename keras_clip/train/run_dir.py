@@ -73,7 +73,9 @@ def absolute_data_paths(config):
         value = data_cfg.get(key)
         if isinstance(value, (list, tuple)):
             data_cfg[key] = [_absolute(v) for v in value]
-        elif value:
+        elif isinstance(value, dict) and isinstance(value.get("path"), str):  # a {"kind": ...} spec
+            data_cfg[key] = {**value, "path": _absolute(value["path"])}
+        elif isinstance(value, (str, os.PathLike)) and value:
             data_cfg[key] = _absolute(value)
     templates = data_cfg.get("templates")
     if templates and os.path.isfile(templates):  # else a shipped set's name

@@ -14,7 +14,7 @@ import keras
 from keras_clip import losses as clip_losses
 from keras_clip.config import load_config, save_config
 from keras_clip.data import BadRecordLogger, BadRecordReport
-from keras_clip.data.config_sources import train_source
+from keras_clip.data.config_sources import describe, train_source
 from keras_clip.eval.run import evaluate_sets, evaluation_sets, training_evaluation
 from keras_clip.models.builder import build_clip
 from keras_clip.tokenizers import CaptionTokenizer
@@ -28,7 +28,7 @@ def corpus_tokenizer(source, context_length):
     """A word-level tokenizer whose vocabulary comes from the source's captions."""
     captions = source.captions()
     if not captions:
-        raise ValueError(f"No captions found in the training data {getattr(source, 'spec', source)!r}.")
+        raise ValueError(f"No captions found in the training data {describe(source)!r}.")
     return CaptionTokenizer.from_corpus(captions, context_length=context_length)
 
 
@@ -60,7 +60,7 @@ def check_training_settings(config):
 def _check_enough_data(source, num_records, batch_size):
     if num_records < batch_size:
         raise ValueError(
-            f"the training data {getattr(source, 'spec', 'shapes set')!r} has {num_records} image-caption "
+            f"the training data {describe(source)!r} has {num_records} image-caption "
             f"records, fewer than one batch (training.batch_size={batch_size}); a contrastive step needs a "
             f"full batch: lower --batch-size to at most {num_records} or add data."
         )
@@ -123,7 +123,7 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
     loss = clip_losses.get(config["loss"])
     batch_size, epochs, seed = int(training["batch_size"]), int(training["epochs"]), int(training["seed"])
     num_records = source.num_records
-    if num_records is None:  # shards: counted by one pass over the captions
+    if num_records is None:  # a kind that cannot count its records: one caption each assumed
         num_records = len(source.captions())
     _check_enough_data(source, num_records, batch_size)
     steps_per_epoch = max(num_records // batch_size, 1)
@@ -143,11 +143,12 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
         )
 
     evaluation = training_evaluation(config, model.image_shape, epochs, print_fn)
-    epoch_callbacks = ([evaluation] if evaluation else []) + [BadRecordLogger(report, run_summary=False)]
+    logger = BadRecordLogger(report, print_fn=print_fn, verbose=bool(verbose), run_summary=False, one_line=True)
+    epoch_callbacks = ([evaluation] if evaluation else []) + [logger]
     start = time.time()
     history, _ = fit_epochs(
         model, epoch_dataset, epochs, output_dir, epoch_callbacks, callbacks, verbose,
-        describe_data=repr(getattr(source, "spec", "the shapes set")),
+        describe_data=repr(describe(source)),
     )
     train_seconds = time.time() - start
     if report.total:
@@ -157,9 +158,13 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
     metrics = evaluate_sets(model, final_sets, batch_size=int(config["eval"]["batch_size"]))
     if "bad_records" in metrics:
         metrics["eval_bad_records"] = metrics.pop("bad_records")
-    extra = {"steps": steps_per_epoch * epochs, "train_images": num_records}
-    if data_cfg["train"]:
-        extra["bad_records"] = report.to_dict()
+    skipped = report.run_counts()
+    extra = {
+        "steps": steps_per_epoch * epochs,
+        "train_records": num_records,  # image-caption records the training data lists, bad ones included
+        "train_records_skipped": skipped["skipped"],  # distinct bad records skipped over the run
+        "bad_records": skipped,
+    }
     metrics.update(_run_summary(model, history, train_seconds, epochs, **extra))
     if output_dir:
         write_run(output_dir, model, tokenizer, config, metrics)

@@ -66,3 +66,9 @@ def test_the_example_kind_trains_and_evaluates(coco_kind, tmp_path):
     arrays = source.eval_arrays(model.image_shape)
     assert arrays["images"].shape == (6, 16, 16, 3) and len(arrays["captions"]) == 12
     assert arrays["labels"] is None and arrays["report"].total == 0
+
+
+def test_the_readme_shows_the_same_example():
+    readme = os.path.join(os.path.dirname(DOC), "..", "README.md")
+    with open(readme) as f:
+        assert _example_code() in re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
