@@ -48,8 +48,14 @@ def check_tokenizer(tokenizer, config):
 
 def build_clip_for(config, final_layer_norm_epsilon=1e-5, tokenizer=None):
     """An (initialised, not yet loaded) `CLIP` for a `model:` config dict
-    with the ids in `config` (`end_token_id`, `pad_token_id`, `start_token_id`)."""
+    with the ids in `config` (`end_token_id`, `pad_token_id`, `start_token_id`),
+    or the tokenizer's when one is given (the model then pools at its end token)."""
     check_tokenizer(tokenizer, config)
+    if tokenizer is not None:
+        for key in ("end_token_id", "pad_token_id", "start_token_id"):
+            value = getattr(tokenizer, key, None)
+            if value is not None or key == "start_token_id":
+                config[key] = None if value is None else int(value)
     vision, text = config["image_encoder"], config["text_encoder"]
     image_encoder = vit_image_encoder(**vision)
     text_encoder = TextEncoder(

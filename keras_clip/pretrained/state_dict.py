@@ -2,6 +2,7 @@
 
 import logging
 import os
+import warnings
 
 import numpy as np
 
@@ -51,7 +52,9 @@ def read_torch(path):
             "the checkpoint does not."
         ) from error
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # TorchScript archives: handled below
+            warnings.filterwarnings("ignore", message=".*TorchScript archive.*")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first:
         try:
             obj = torch.jit.load(path, map_location="cpu").state_dict()
@@ -62,6 +65,8 @@ def read_torch(path):
                 f"(torch.jit.load: {second})."
             ) from second
         logger.info("Read %s as a TorchScript archive.", path)
+    if isinstance(obj, torch.nn.Module) or hasattr(obj, "_c"):  # torch.load may hand back a ScriptModule
+        obj = obj.state_dict()
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
