@@ -63,3 +63,23 @@ def test_tokenizer_is_attached_and_saved(open_clip, torch, tmp_path):
     assert os.path.isdir(os.path.join(run_dir, "tokenizer"))
     loaded = keras_clip.CLIP.from_preset(run_dir)
     np.testing.assert_array_equal(loaded.tokenizer(["w5 w7"]), tokenizer(["w5 w7"]))
+
+
+def test_import_keras_clip_registers_the_text_encoder():
+    """A saved import names `keras_clip>TextEncoder`: `import keras_clip` alone
+    (a fresh process) must register it, or `CLIP.from_preset(run_dir)` fails.
+    One backend is enough (the import is backend independent)."""
+    import subprocess
+    import sys
+
+    import keras
+    import pytest
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("checked once, under the TensorFlow backend")
+    code = (
+        "import keras, keras_clip; "
+        "assert keras.saving.get_registered_object('keras_clip>TextEncoder') is not None"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
