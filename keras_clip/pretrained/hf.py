@@ -5,7 +5,7 @@ import logging
 import os
 
 from keras_clip.pretrained.build import build_clip_for, special_token_ids
-from keras_clip.pretrained.mapping import assign_openai_weights, hf_to_openai, infer_architecture
+from keras_clip.pretrained.mapping import assign_openai_weights, validate_state_dict, hf_to_openai, infer_architecture
 from keras_clip.pretrained.state_dict import read_safetensors, read_torch
 
 logger = logging.getLogger("keras_clip.pretrained")
@@ -103,6 +103,7 @@ def load_hf_checkpoint(folder, tokenizer=None):
         "Importing Hugging Face CLIPModel %s (activations: vision %s, text %s).",
         folder, config["image_encoder"]["activation"], config["text_encoder"]["activation"],
     )
+    validate_state_dict(state, config)  # before building: errors come fast
     model = build_clip_for(config, final_layer_norm_epsilon=1e-5, tokenizer=tokenizer)
     assign_openai_weights(model, state, config)
     return model, config

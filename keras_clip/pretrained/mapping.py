@@ -153,112 +153,146 @@ def _same(w):
     return w
 
 
-def _block_rules(prefix, layer, width, heads, mlp):
-    attention = layer.attention
-    query, key, value = attention._query_dense, attention._key_dense, attention._value_dense
-    return [
-        (prefix + "ln_1.weight", (width,), [(layer.layer_norm_1.gamma, _same)]),
-        (prefix + "ln_1.bias", (width,), [(layer.layer_norm_1.beta, _same)]),
-        (
-            prefix + "attn.in_proj_weight",
-            (3 * width, width),
-            [(d.kernel, _qkv(i, heads)) for i, d in enumerate((query, key, value))],
-        ),
-        (
-            prefix + "attn.in_proj_bias",
-            (3 * width,),
-            [(d.bias, _qkv(i, heads)) for i, d in enumerate((query, key, value))],
-        ),
-        (prefix + "attn.out_proj.weight", (width, width), [(attention._output_dense.kernel, _out_proj(heads))]),
-        (prefix + "attn.out_proj.bias", (width,), [(attention._output_dense.bias, _same)]),
-        (prefix + "ln_2.weight", (width,), [(layer.layer_norm_2.gamma, _same)]),
-        (prefix + "ln_2.bias", (width,), [(layer.layer_norm_2.beta, _same)]),
-        (prefix + "mlp.c_fc.weight", (mlp, width), [(layer.dense_1.kernel, _linear)]),
-        (prefix + "mlp.c_fc.bias", (mlp,), [(layer.dense_1.bias, _same)]),
-        (prefix + "mlp.c_proj.weight", (width, mlp), [(layer.dense_2.kernel, _linear)]),
-        (prefix + "mlp.c_proj.bias", (width,), [(layer.dense_2.bias, _same)]),
-    ]
+def _block_layout(prefix, width, mlp):
+    shapes = {
+        "ln_1.weight": (width,), "ln_1.bias": (width,),
+        "attn.in_proj_weight": (3 * width, width), "attn.in_proj_bias": (3 * width,),
+        "attn.out_proj.weight": (width, width), "attn.out_proj.bias": (width,),
+        "ln_2.weight": (width,), "ln_2.bias": (width,),
+        "mlp.c_fc.weight": (mlp, width), "mlp.c_fc.bias": (mlp,),
+        "mlp.c_proj.weight": (width, mlp), "mlp.c_proj.bias": (width,),
+    }
+    return {prefix + part: shapes[part] for part in _BLOCK_PARTS}
 
 
-def weight_rules(model, config):
-    """`(key, checkpoint shape, [(keras variable, transform), ...])` for every
-    tensor of an OpenAI-layout state dict of `config`'s architecture."""
+def checkpoint_layout(config):
+    """`{key: shape}` of the OpenAI-layout state dict of `config`'s architecture."""
     vision, text = config["image_encoder"], config["text_encoder"]
-    image_encoder, text_encoder = model.image_encoder, model.text_encoder
     vw, tw, dim, patch = vision["width"], text["width"], config["embed_dim"], vision["patch_size"]
     positions = (vision["image_size"] // patch) ** 2 + 1
-    embedding = image_encoder.embedding
-    rules = [
-        (
-            "visual.conv1.weight",
-            (vw, 3, patch, patch),
-            [(embedding.patch_embedding.kernel, lambda w: w.transpose(2, 3, 1, 0))],  # OIHW -> HWIO
-        ),
-        ("visual.class_embedding", (vw,), [(embedding.class_embedding, _same)]),
-        ("visual.positional_embedding", (positions, vw), [(embedding.position_embedding.embeddings, _same)]),
-        ("visual.ln_pre.weight", (vw,), [(image_encoder.pre_layer_norm.gamma, _same)]),
-        ("visual.ln_pre.bias", (vw,), [(image_encoder.pre_layer_norm.beta, _same)]),
-    ]
-    for i, layer in enumerate(image_encoder.encoder_layers):
-        rules += _block_rules(f"visual.transformer.resblocks.{i}.", layer, vw, vision["heads"], vision["mlp_dim"])
-    rules += [
-        ("visual.ln_post.weight", (vw,), [(image_encoder.layer_norm.gamma, _same)]),
-        ("visual.ln_post.bias", (vw,), [(image_encoder.layer_norm.beta, _same)]),
-        ("visual.proj", (vw, dim), [(model.image_head.output_layer.kernel, _same)]),
-        (
-            "token_embedding.weight",
-            (text["vocabulary_size"], tw),
-            [(text_encoder.embedding.token_embedding.embeddings, _same)],
-        ),
-        (
-            "positional_embedding",
-            (text["context_length"], tw),
-            [(text_encoder.embedding.position_embedding.position_embeddings, _same)],
-        ),
-    ]
-    for i, layer in enumerate(text_encoder.encoder_layers):
-        rules += _block_rules(f"transformer.resblocks.{i}.", layer, tw, text["heads"], text["mlp_dim"])
-    rules += [
-        ("ln_final.weight", (tw,), [(text_encoder.layer_norm.gamma, _same)]),
-        ("ln_final.bias", (tw,), [(text_encoder.layer_norm.beta, _same)]),
-        ("text_projection", (tw, dim), [(model.text_head.output_layer.kernel, _same)]),
-        ("logit_scale", (), [(model.logit_scale.log_scale, _same)]),
-    ]
-    return rules
+    layout = {
+        "visual.conv1.weight": (vw, 3, patch, patch),
+        "visual.class_embedding": (vw,),
+        "visual.positional_embedding": (positions, vw),
+        "visual.ln_pre.weight": (vw,),
+        "visual.ln_pre.bias": (vw,),
+    }
+    for i in range(vision["layers"]):
+        layout.update(_block_layout(f"visual.transformer.resblocks.{i}.", vw, vision["mlp_dim"]))
+    layout.update({
+        "visual.ln_post.weight": (vw,),
+        "visual.ln_post.bias": (vw,),
+        "visual.proj": (vw, dim),
+        "token_embedding.weight": (text["vocabulary_size"], tw),
+        "positional_embedding": (text["context_length"], tw),
+    })
+    for i in range(text["layers"]):
+        layout.update(_block_layout(f"transformer.resblocks.{i}.", tw, text["mlp_dim"]))
+    layout.update({
+        "ln_final.weight": (tw,),
+        "ln_final.bias": (tw,),
+        "text_projection": (tw, dim),
+        "logit_scale": (),
+    })
+    return layout
 
 
-def check_keys(state_dict, model, config):
-    """Raises on a tensor the importer does not know, or one it needs and lacks."""
-    expected = {key for key, _, _ in weight_rules(model, config)}
-    unknown = sorted(k for k in state_dict if k not in expected and k not in IGNORED_KEYS)
+def validate_state_dict(state_dict, config):
+    """Raises, before any model is built, on a tensor the importer does not
+    know, one it needs and lacks, or one whose shape does not fit `config`.
+    Normalises open_clip's `(1,)` logit scale to a scalar in place."""
+    layout = checkpoint_layout(config)
+    unknown = sorted(k for k in state_dict if k not in layout and k not in IGNORED_KEYS)
     if unknown:
         raise KeyError(
             f"The checkpoint holds {len(unknown)} tensor(s) this importer does not know, "
             f"first {unknown[:5]}; it maps OpenAI/open_clip ViT CLIP models without extras "
             "(no layer scale, attentional pooler, projection bias or ResNet tower)."
         )
-    missing = sorted(expected - set(state_dict))
+    missing = [k for k in layout if k not in state_dict]
     if missing:
         raise KeyError(f"The checkpoint lacks {len(missing)} tensor(s), first {missing[:5]}.")
+    scale = np.asarray(state_dict["logit_scale"])
+    if scale.size == 1:
+        state_dict["logit_scale"] = scale.reshape(())  # open_clip's nonscalar_logit_scale: (1,)
+    for key, shape in layout.items():
+        got = tuple(np.shape(state_dict[key]))
+        if got != tuple(shape):
+            raise ValueError(
+                f"{key}: the checkpoint's tensor has shape {got} but the architecture "
+                f"inferred from the other tensors expects {tuple(shape)} ({_summary(config)})."
+            )
+
+
+def _summary(config):
+    v, t = config["image_encoder"], config["text_encoder"]
+    return (
+        f"ViT {v['image_size']}/{v['patch_size']} width {v['width']} x {v['layers']}, "
+        f"text width {t['width']} x {t['layers']}, embed_dim {config['embed_dim']}"
+    )
+
+
+def _block_rules(prefix, layer, heads):
+    attention = layer.attention
+    qkv = (attention._query_dense, attention._key_dense, attention._value_dense)
+    return [
+        (prefix + "ln_1.weight", [(layer.layer_norm_1.gamma, _same)]),
+        (prefix + "ln_1.bias", [(layer.layer_norm_1.beta, _same)]),
+        (prefix + "attn.in_proj_weight", [(d.kernel, _qkv(i, heads)) for i, d in enumerate(qkv)]),
+        (prefix + "attn.in_proj_bias", [(d.bias, _qkv(i, heads)) for i, d in enumerate(qkv)]),
+        (prefix + "attn.out_proj.weight", [(attention._output_dense.kernel, _out_proj(heads))]),
+        (prefix + "attn.out_proj.bias", [(attention._output_dense.bias, _same)]),
+        (prefix + "ln_2.weight", [(layer.layer_norm_2.gamma, _same)]),
+        (prefix + "ln_2.bias", [(layer.layer_norm_2.beta, _same)]),
+        (prefix + "mlp.c_fc.weight", [(layer.dense_1.kernel, _linear)]),
+        (prefix + "mlp.c_fc.bias", [(layer.dense_1.bias, _same)]),
+        (prefix + "mlp.c_proj.weight", [(layer.dense_2.kernel, _linear)]),
+        (prefix + "mlp.c_proj.bias", [(layer.dense_2.bias, _same)]),
+    ]
+
+
+def weight_rules(model, config):
+    """`(key, [(keras variable, transform), ...])` for every tensor of an
+    OpenAI-layout state dict (see `checkpoint_layout` for the shapes)."""
+    image_encoder, text_encoder = model.image_encoder, model.text_encoder
+    embedding = image_encoder.embedding
+    rules = [
+        ("visual.conv1.weight", [(embedding.patch_embedding.kernel, lambda w: w.transpose(2, 3, 1, 0))]),  # OIHW -> HWIO
+        ("visual.class_embedding", [(embedding.class_embedding, _same)]),
+        ("visual.positional_embedding", [(embedding.position_embedding.embeddings, _same)]),
+        ("visual.ln_pre.weight", [(image_encoder.pre_layer_norm.gamma, _same)]),
+        ("visual.ln_pre.bias", [(image_encoder.pre_layer_norm.beta, _same)]),
+    ]
+    for i, layer in enumerate(image_encoder.encoder_layers):
+        rules += _block_rules(f"visual.transformer.resblocks.{i}.", layer, config["image_encoder"]["heads"])
+    rules += [
+        ("visual.ln_post.weight", [(image_encoder.layer_norm.gamma, _same)]),
+        ("visual.ln_post.bias", [(image_encoder.layer_norm.beta, _same)]),
+        ("visual.proj", [(model.image_head.output_layer.kernel, _same)]),
+        ("token_embedding.weight", [(text_encoder.embedding.token_embedding.embeddings, _same)]),
+        ("positional_embedding", [(text_encoder.embedding.position_embedding.position_embeddings, _same)]),
+    ]
+    for i, layer in enumerate(text_encoder.encoder_layers):
+        rules += _block_rules(f"transformer.resblocks.{i}.", layer, config["text_encoder"]["heads"])
+    rules += [
+        ("ln_final.weight", [(text_encoder.layer_norm.gamma, _same)]),
+        ("ln_final.bias", [(text_encoder.layer_norm.beta, _same)]),
+        ("text_projection", [(model.text_head.output_layer.kernel, _same)]),
+        ("logit_scale", [(model.logit_scale.log_scale, _same)]),
+    ]
+    return rules
 
 
 def assign_openai_weights(model, state_dict, config):
     """Writes an OpenAI-layout state dict into `model` (built from `config`).
 
-    Checks every tensor's shape before transforming it; errors name the key
-    and both shapes. Also sets the vision tower's `position_ids` to `0..P`
-    (no source stores them: keras-hub creates them as zeros).
+    Validates names and shapes first (`validate_state_dict`; errors name the
+    key and both shapes). Also sets the vision tower's `position_ids` to
+    `0..P` (no source stores them: keras-hub creates them as zeros).
     """
-    check_keys(state_dict, model, config)
-    for key, shape, targets in weight_rules(model, config):
+    validate_state_dict(state_dict, config)
+    for key, targets in weight_rules(model, config):
         value = np.asarray(state_dict[key], dtype="float32")
-        if key == "logit_scale" and value.size == 1:
-            value = value.reshape(())  # open_clip's nonscalar_logit_scale stores (1,)
-        if tuple(value.shape) != tuple(shape):
-            raise ValueError(
-                f"{key}: the checkpoint's tensor has shape {tuple(value.shape)} but the "
-                f"model (inferred {config}) expects {tuple(shape)}."
-            )
         for variable, transform in targets:
             assign(variable, transform(value), key)
     set_position_ids(model.image_encoder)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from keras_clip.pretrained.build import build_clip_for, special_token_ids
-from keras_clip.pretrained.mapping import assign_openai_weights, infer_architecture
+from keras_clip.pretrained.mapping import assign_openai_weights, validate_state_dict, infer_architecture
 
 logger = logging.getLogger("keras_clip.pretrained")
 
@@ -123,6 +123,7 @@ def load_state_dict_checkpoint(
     config = infer_architecture(state, activation, vision_heads=vision_heads, text_heads=text_heads)
     config.update(special_token_ids(config["text_encoder"]["vocabulary_size"], end_token_id))
     logger.info("Importing %s with activation=%r (OpenAI's weights: quick_gelu).", path, activation)
+    validate_state_dict(state, config)  # before building: errors come fast
     model = build_clip_for(config, final_layer_norm_epsilon=1e-5, tokenizer=tokenizer)
     assign_openai_weights(model, state, config)
     return model, config
