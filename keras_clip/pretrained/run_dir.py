@@ -25,7 +25,8 @@ def save_run(model, run_dir, model_config=None, source=None):
     model.save(os.path.join(run_dir, "model.keras"))
     if model.tokenizer is not None and hasattr(model.tokenizer, "save"):
         model.tokenizer.save(os.path.join(run_dir, "tokenizer"))
-    config = load_config(None, overrides={"model": model_config or model_config_of(model)})
+    # The defaults (not the `shapes` recipe) with this model's architecture.
+    config = load_config({"model": model_config or model_config_of(model)})
     save_config(config, os.path.join(run_dir, "config.yaml"))
     if source is not None:
         with open(os.path.join(run_dir, "import.json"), "w") as f:
