@@ -23,7 +23,7 @@ _PUBLIC = {
 }
 _SUBPACKAGES = ("config", "data", "eval", "export", "losses", "models", "pretrained", "tokenizers", "train", "utils")
 # Imported on first use: together they register every serializable class.
-_REGISTERING = ("keras_clip.losses", "keras_clip.tokenizers", "keras_clip.models")
+_REGISTERING = ("keras_clip.losses", "keras_clip.tokenizers", "keras_clip.models", "keras_clip.pretrained")
 
 
 def register_all():
