@@ -14,6 +14,10 @@ from keras_clip.tokenizers.base import Tokenizer
 
 MERGES_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 CONFIG_FILENAME = "tokenizer.json"
+# Eager calls run the BPE graph on this many texts at a time: its merge loop
+# costs (distinct new words) x (merge steps of the longest), so small chunks
+# are much faster than one large batch. Batch tf.data pipelines similarly.
+_EAGER_CHUNK = 64
 DEFAULT_MERGES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", MERGES_FILENAME)
 
 NUM_MERGES = 48894  # OpenAI uses the first 49152 - 256 - 2 merge lines.
@@ -34,16 +38,29 @@ _WHITESPACE_PATTERN = (
     r"[\t\n\x{0b}\f\r\x{1c}-\x{1f} \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}"
     r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+"
 )
-# HTML entities the graph path unescapes (each pass: these, then &amp;).
-_GRAPH_ENTITIES = (
-    ("&lt;", "<"),
-    ("&gt;", ">"),
-    ("&quot;", '"'),
-    ("&#39;", "'"),
-    ("&#x27;", "'"),
-    ("&apos;", "'"),
-    ("&nbsp;", "\u00a0"),
-    ("&amp;", "&"),
+# The HTML entities the graph path unescapes (one pass: these in order,
+# `&amp;` last). As `html.unescape` reads them: lower-case, or upper-case
+# where HTML5 defines it, `;` optional where HTML5 allows it.
+_HTML_ENTITIES = (
+    (r"&(?:lt|LT);?", "<"),
+    (r"&(?:gt|GT);?", ">"),
+    (r"&(?:quot|QUOT);?", '"'),
+    (r"&apos;", "'"),
+    (r"&#0*39;?", "'"),
+    (r"&#[xX]0*27;?", "'"),
+    (r"&nbsp;?", "\u00a0"),
+    (r"&(?:amp|AMP);?", "&"),
+)
+# As ftfy reads them: `;` required, lower-case or all-caps.
+_FTFY_ENTITIES = (
+    (r"&(?:lt|LT);", "<"),
+    (r"&(?:gt|GT);", ">"),
+    (r"&(?:quot|QUOT);", '"'),
+    (r"&(?:apos|APOS);", "'"),
+    (r"&#0*39;", "'"),
+    (r"&#[xX]0*27;", "'"),
+    (r"&(?:nbsp|NBSP);", "\u00a0"),
+    (r"&(?:amp|AMP);", "&"),
 )
 # ftfy's fix_latin_ligatures table (the typographic ligatures and digraphs).
 _LIGATURES = {
@@ -124,15 +141,22 @@ def clean_text_graph(strings):
     character-level and exact, then OpenAI's own steps:
     1. NFC normalisation, remove ftfy's control characters, fullwidth ASCII
        -> ASCII, curly quotes -> straight quotes, Latin ligatures split;
-    2. HTML entities `&lt; &gt; &quot; &#39; &#x27; &apos; &nbsp; &amp;`,
-       unescaped twice like OpenAI (other entities are left as they are);
+    2. HTML entities `&lt; &gt; &quot; &#39; &#x27; &apos; &nbsp; &amp;`
+       unescaped as ftfy does (line by line until the first line with a
+       `<`, nested up to 4 levels) and then twice as `html.unescape` does
+       (OpenAI), each with its own rules on case and `;`; other entities
+       are left as they are;
     3. whitespace runs (Python's definition) -> one space, stripped;
     4. Unicode lower-casing (`tf.strings.lower`).
-    Not done: ftfy's mojibake repair, the rarer HTML entities, halfwidth
-    katakana; such text tokenizes differently from OpenAI (eagerly it is exact).
+    Not done: ftfy's mojibake repair (`Ã©`), C1 controls (U+0085 becomes a
+    space here, an ellipsis in ftfy), the rarer HTML entities (`&eacute;`,
+    `&#233;`), halfwidth katakana; such text tokenizes differently from
+    OpenAI in a graph (eagerly it is exact).
     """
     import tensorflow_text as tf_text
 
+    lines_with_tag = tf.strings.split(strings, sep="\n")  # ragged (B, lines)
+    lines_with_tag = tf.ragged.map_flat_values(tf.strings.regex_full_match, lines_with_tag, r"(?s).*<.*")
     strings = tf_text.normalize_utf8(strings, "NFC")
     # Character-level maps on code points.
     cps = tf.strings.unicode_decode(strings, "UTF-8", errors="replace")  # ragged (B, None)
@@ -147,12 +171,39 @@ def clean_text_graph(strings):
     )
     for ligature, letters in _LIGATURES.items():
         strings = tf.strings.regex_replace(strings, ligature, letters, replace_global=True)
-    for _ in range(2):
-        for entity, char in _GRAPH_ENTITIES:
-            strings = tf.strings.regex_replace(strings, entity, char)
+    strings = _ftfy_unescape(strings, lines_with_tag)
+    strings = _unescape(_unescape(strings, _HTML_ENTITIES), _HTML_ENTITIES)  # OpenAI
     strings = tf.strings.regex_replace(strings, _WHITESPACE_PATTERN, " ")
     strings = tf.strings.strip(strings)
     return tf.strings.lower(strings, encoding="utf-8")
+
+
+def _unescape(strings, entities):
+    """One unescaping pass over the (pattern, character) pairs `entities`."""
+    for entity, char in entities:
+        strings = tf.strings.regex_replace(strings, entity, char)
+    return strings
+
+
+def _ftfy_unescape(strings, lines_with_tag, depth=4):
+    """ftfy's HTML step: line by line, until the first line holding a `<`
+    (in the original text; from there on ftfy stops), unescape
+    `_FTFY_ENTITIES` repeatedly (ftfy repeats its fixes until nothing changes;
+    here up to `depth` nested levels such as `&amp;amp;lt;`)."""
+    lines = tf.strings.split(strings, sep="\n")  # ragged (B, lines)
+    row = lines.value_rowids()  # (L,)
+    index_in_row = tf.range(tf.size(row, out_type=tf.int64)) - tf.gather(lines.row_starts(), row)  # (L,)
+    big = tf.constant(np.iinfo(np.int64).max, tf.int64)
+    first_tag = tf.math.unsorted_segment_min(
+        tf.where(lines_with_tag.flat_values, index_in_row, big), row, lines.nrows()
+    )  # (B,)
+    keep = index_in_row >= tf.gather(first_tag, row)  # (L,)
+    flat = lines.flat_values
+    unescaped = flat
+    for _ in range(depth):
+        unescaped = _unescape(unescaped, _FTFY_ENTITIES)
+    flat = tf.where(keep, flat, unescaped)
+    return tf.strings.reduce_join(lines.with_flat_values(flat), axis=-1, separator="\n")
 
 
 class _Hidden:
@@ -322,8 +373,11 @@ class CLIPTokenizer(Tokenizer):
         if tf.executing_eagerly():
             array = _to_string_array(strings)
             cleaned = [clean_text_eager(s) for s in array.reshape(-1)]
-            flat = tf.constant(cleaned, dtype=tf.string, shape=[len(cleaned)])
-            ids = self._encode_cleaned(flat).numpy()  # (N, T)
+            ids = np.zeros((len(cleaned), self._context_length), np.int32)  # (N, T)
+            for begin in range(0, len(cleaned), _EAGER_CHUNK):
+                chunk = cleaned[begin : begin + _EAGER_CHUNK]
+                flat = tf.constant(chunk, dtype=tf.string, shape=[len(chunk)])
+                ids[begin : begin + len(chunk)] = self._encode_cleaned(flat).numpy()
             return ids.reshape(array.shape + (self._context_length,))
         strings = tf.convert_to_tensor(strings)
         if strings.dtype != tf.string:
@@ -350,7 +404,11 @@ class CLIPTokenizer(Tokenizer):
         flat_words = words.flat_values  # (W,)
         flat_words = tf.where(flat_words == START_TOKEN, _KERAS_HUB_START, flat_words)
         flat_words = tf.where(flat_words == END_TOKEN, _KERAS_HUB_END, flat_words)
-        word_ids = self._engine.value.tokenize(flat_words)  # ragged (W, None)
+        # BPE each distinct word once (keras-hub's merge loop costs
+        # words x merge steps); keras-hub caches words across calls.
+        unique_words, word_index = tf.unique(flat_words)  # (U,), (W,)
+        word_ids = self._engine.value.tokenize(unique_words)  # ragged (U, None)
+        word_ids = tf.gather(word_ids, word_index)  # ragged (W, None)
         # keras-hub drops a lone U+096C (its internal split marker): add its ids.
         is_six = flat_words == "\u096c"
         six = tf.constant([self._unicode_digit_six], tf.int32)  # (1, k)
