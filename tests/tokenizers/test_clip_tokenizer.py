@@ -189,13 +189,15 @@ def test_plain_text_merges_file_gives_the_same_tokenizer(tmp_path, tokenizer):
         CLIPTokenizer(merges_file=str(bad))
 
 
-def test_saved_model_tracking_export_resources_tokenizes_strings(tmp_path, tokenizer):
-    # What an ExportArchive does: track the resources, save a traced function.
-    module = tf.Module()
-    module.resources = list(tokenizer.export_resources())
-    module.tokenize = tf.function(tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
-    module.tokenize.get_concrete_function()
-    tf.saved_model.save(module, str(tmp_path / "sm"))
+def test_export_archive_tracking_export_resources_tokenizes_strings(tmp_path, tokenizer):
+    # As keras_clip.export does: track the resources, add a traced endpoint.
+    archive = keras.export.ExportArchive()
+    for resource in tokenizer.export_resources():
+        archive.track(resource)
+    encode = tf.function(tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
+    encode.get_concrete_function()
+    archive.add_endpoint("tokenize", encode)
+    archive.write_out(str(tmp_path / "sm"), verbose=False)
     restored = tf.saved_model.load(str(tmp_path / "sm"))
     texts = ["a photo of a cat", "Ｆｕｌｌ “width” ﬁne &amp;amp; café", "unseen wordsmithery"]
     np.testing.assert_array_equal(restored.tokenize(tf.constant(texts)).numpy(), tokenizer(texts))
