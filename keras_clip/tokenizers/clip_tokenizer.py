@@ -236,6 +236,12 @@ class CLIPTokenizer(Tokenizer):
       there), then the same BPE. On text that ftfy leaves alone and whose
       HTML entities are the common ones it gives the same ids.
 
+    Speed: the first call traces the BPE graph (seconds). keras-hub's engine
+    caches every distinct word it has merged in a `MutableHashTable` (it
+    grows with the vocabulary of the data and is saved with an export);
+    new words cost (distinct new words) x (merge steps), so eager calls run
+    in chunks of 64 texts and tf.data batches of ~64-256 work well.
+
     Export (`keras.export.ExportArchive`): track every table in
     `tokenizer.export_resources()` and add `tokenizer.tokenize` as a traced
     `tf.function` with a `tf.TensorSpec([None], tf.string)` signature.
