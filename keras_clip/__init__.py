@@ -1,13 +1,16 @@
 """keras_clip: CLIP-style contrastive language-image training for Keras 3.
 
-The package loads lazily: `import keras_clip` imports no backend (so
-`keras-clip --help` is instant and quiet). The first use of a public name
-(`keras_clip.CLIP`, `keras_clip.losses`, ...) imports the library and
-registers every serializable class a saved run can hold (models, losses,
-tokenizers), so `keras_clip.CLIP.from_preset(RUN_DIR)` needs no other import.
+`import keras_clip` registers every serializable class a saved run can hold
+(models, losses, tokenizers), so `keras_clip.CLIP.from_preset(RUN_DIR)` and
+`keras.saving.load_model(RUN_DIR + "/model.keras")` need no other import.
+
+The `keras-clip` command sets `KERAS_CLIP_LAZY_IMPORT=1` so that `--help`
+imports no backend: the public names are then imported on first use, and
+every loading path calls `register_all()` itself.
 """
 
 import importlib
+import os
 
 __version__ = "0.1.0"
 
@@ -18,12 +21,13 @@ _PUBLIC = {
     "ProjectionHead": "keras_clip.models",
     "build_clip": "keras_clip.models.builder",
     "CaptionTokenizer": "keras_clip.tokenizers",
+    "CLIPTokenizer": "keras_clip.tokenizers",
     "list_presets": "keras_clip.config",
     "load_config": "keras_clip.config",
 }
 _SUBPACKAGES = ("config", "data", "eval", "export", "losses", "models", "pretrained", "tokenizers", "train", "utils")
-# Imported on first use: together they register every serializable class.
-_REGISTERING = ("keras_clip.losses", "keras_clip.tokenizers", "keras_clip.models", "keras_clip.pretrained")
+# Together these register every serializable class a saved run can hold.
+_REGISTERING = ("keras_clip.losses", "keras_clip.tokenizers", "keras_clip.models")
 
 
 def register_all():
@@ -39,7 +43,6 @@ def __getattr__(name):
         globals()[name] = value
         return value
     if name in _SUBPACKAGES:
-        register_all()
         return importlib.import_module(f"keras_clip.{name}")
     raise AttributeError(f"module 'keras_clip' has no attribute {name!r}")
 
@@ -49,3 +52,8 @@ def __dir__():
 
 
 __all__ = sorted(_PUBLIC)
+
+if os.environ.get("KERAS_CLIP_LAZY_IMPORT") != "1":
+    register_all()
+    for _name in _PUBLIC:
+        __getattr__(_name)

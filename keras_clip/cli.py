@@ -38,9 +38,36 @@ def _cmd_train(args):
     for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate")):
         if getattr(args, flag) is not None:
             training[key] = getattr(args, flag)
+    if args.init:
+        overrides.setdefault("model", {})["init"] = os.path.abspath(args.init) if os.path.exists(args.init) else args.init
+    for tower in ("image", "text"):
+        value = getattr(args, f"lock_{tower}")
+        if value is not None:
+            training.setdefault("lock", {})[tower] = "all" if value == "all" else int(value)
     _, metrics = train(args.config, args.output_dir, overrides=overrides, overwrite=args.overwrite)
     print(format_metrics(metrics))
     print(f"backend {metrics['backend']}, trained in {metrics['train_seconds']:.1f} s; run written to {args.output_dir}")
+
+
+def _cmd_convert(args):
+    from keras_clip.pretrained import save_run
+    from keras_clip.train.guard import RUN_FILES
+    from keras_clip.train.init import load_pretrained
+
+    if os.path.isdir(args.output) and any(os.path.exists(os.path.join(args.output, f)) for f in RUN_FILES):
+        if not args.overwrite:
+            raise FileExistsError(
+                f"{args.output!r} already holds a run; pick another --output or pass --overwrite to replace it."
+            )
+    model, model_config = load_pretrained(args.source, args.activation)
+    save_run(model, args.output, model_config=model_config, source=args.source)
+    tokenizer = type(model.tokenizer).__name__ if model.tokenizer is not None else "none (vocabulary is not OpenAI's)"
+    activation = (model_config or {}).get("image_encoder", {}).get("activation", args.activation)
+    print(
+        f"converted {args.source} -> {args.output}: {model.count_params():,} weights, image {model.image_shape[0]} px, "
+        f"context {model.context_length}, activation {activation} (state dicts do not record it; "
+        f"--activation gelu for most LAION weights), tokenizer {tokenizer}"
+    )
 
 
 def _cmd_eval(args):
@@ -143,7 +170,17 @@ def build_parser():
     p.add_argument("--templates", help="prompt templates file (one per line, each with {})")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping and counting it")
     p.add_argument("--overwrite", action="store_true", help="delete a finished run in --output-dir (checkpoints included) and train again")
+    p.add_argument("--init", help="start from pretrained weights: a run directory (keras-clip train / convert) or a checkpoint (.pt, .safetensors, a Hugging Face folder, a keras-hub preset)")
+    p.add_argument("--lock-image", metavar="all|N", help="freeze the image tower (all), or all but its last N blocks (LiT)")
+    p.add_argument("--lock-text", metavar="all|N", help="freeze the text tower (all), or all but its last N blocks")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("convert", help="import a pretrained CLIP checkpoint (OpenAI, open_clip, Hugging Face, keras-hub) as a run directory")
+    p.add_argument("source", help="a .pt / .bin / .safetensors state dict, a Hugging Face CLIPModel folder, or a keras-hub preset folder or name")
+    p.add_argument("--output", required=True, help="run directory to write (model.keras, tokenizer, config.yaml)")
+    p.add_argument("--activation", choices=["quick_gelu", "gelu"], default="quick_gelu", help="MLP activation of a state dict (default quick_gelu: OpenAI's weights; most LAION weights use gelu)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("eval", help="re-evaluate a saved run (on its own data, or on --data)")
     p.add_argument("run_dir")

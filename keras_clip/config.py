@@ -42,6 +42,8 @@ DEFAULTS = {
         "queue_size": 0,
         "momentum": None,
         "dtype": None,
+        "init": None,
+        "init_activation": "quick_gelu",
     },
     "data": {
         "name": "shapes",
@@ -66,6 +68,7 @@ DEFAULTS = {
         "seed": 0,
         "jit_compile": "auto",
         "mixed_precision": None,
+        "lock": {"image": None, "text": None},
     },
     "loss": {"name": "infonce"},
     "eval": {"batch_size": 256, "every_epochs": 5, "max_examples": 1000},

@@ -130,7 +130,7 @@ def test_logs_in_a_file_are_one_line_per_epoch_and_quiet(pngs, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     settings = [s.replace("training.epochs=1", "training.epochs=2") for s in TINY]
     out = subprocess.run(
-        [sys.executable, "-m", "keras_clip.cli", "train", "--data", str(csv), "--output-dir", str(tmp_path / "r"),
+        [sys.executable, "-m", "keras_clip_cli", "train", "--data", str(csv), "--output-dir", str(tmp_path / "r"),
          "--set", *settings],
         capture_output=True, text=True, env=env,
     )

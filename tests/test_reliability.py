@@ -40,9 +40,9 @@ def test_a_saved_run_loads_after_a_bare_package_import(tmp_path):
 def test_help_imports_no_backend():
     code = (
         "import sys, contextlib, io\n"
-        "from keras_clip import cli\n"
+        "import keras_clip_cli\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    try: cli.main(['train', '--help'])\n"
+        "    try: keras_clip_cli.main(['train', '--help'])\n"
         "    except SystemExit: pass\n"
         "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))"
     )

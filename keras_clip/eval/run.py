@@ -68,7 +68,7 @@ def evaluation_sets(config, image_shape, data=None, class_names=None, templates=
     data_cfg = config["data"]
     if not data and not data_cfg["train"]:
         sets = []
-        for prefix, source in shapes_eval_sources(config):
+        for prefix, source in shapes_eval_sources(config, image_size=image_shape[0]):
             arrays = source.eval_arrays(image_shape, max_examples=max_examples)
             if len(arrays["images"]):
                 sets.append(EvalSet(arrays, source.class_names, source.templates, prefix, where=f"shapes {prefix or 'test'}"))

@@ -212,7 +212,9 @@ def export_run(run_dir, output, version=None, class_names=None, templates=None, 
 
 def load_model(path):
     """Loads a keras_clip `.keras` file for export (no optimizer state)."""
-    import keras_clip  # noqa: F401  (registers every serializable class a run holds)
+    import keras_clip
+
+    keras_clip.register_all()
 
     return keras.saving.load_model(path, compile=False)
 

@@ -227,9 +227,12 @@ class CLIP(ContrastiveTraining, keras.Model):
         mean = ops.convert_to_tensor(self.image_mean, dtype=self.compute_dtype)
         std = ops.convert_to_tensor(self.image_std, dtype=self.compute_dtype)
         x = (x - mean) / std  # (B, H, W, 3)
-        return (encoder or self.image_encoder)({"images": x}, training=training)
+        encoder = encoder or self.image_encoder
+        # A locked (frozen) tower runs in inference mode.
+        return encoder({"images": x}, training=training if encoder.trainable else False)
 
     def _text_tokens(self, token_ids, training=None):
+        training = training if self.text_encoder.trainable else False  # a locked tower: inference mode
         return self.text_encoder({"token_ids": token_ids}, training=training)  # (B, T, Wt)
 
     @staticmethod

@@ -154,4 +154,7 @@ def load_run_model(run_dir):
         raise FileNotFoundError(
             f"No model.keras in {run_dir!r}; point to a directory written by `keras-clip train`."
         )
+    import keras_clip
+
+    keras_clip.register_all()  # under the CLI's deferred import, nothing is registered yet
     return keras.saving.load_model(path)

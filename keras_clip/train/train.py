@@ -19,6 +19,7 @@ from keras_clip.eval.run import evaluate_sets, evaluation_sets, training_evaluat
 from keras_clip.models.builder import build_clip
 from keras_clip.tokenizers import CaptionTokenizer
 from keras_clip.train import guard
+from keras_clip.train.init import apply_locks, init_model
 from keras_clip.train.loop import fit_epochs
 from keras_clip.train.optimizer import make_optimizer, resolve_jit_compile
 from keras_clip.train.run_dir import CONFIG_FILE, absolute_data_paths, write_run
@@ -117,9 +118,15 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
         keras.mixed_precision.set_dtype_policy(training["mixed_precision"])
     strict = bool(data_cfg["strict"])
 
-    source = train_source(config)
-    tokenizer = corpus_tokenizer(source, config["model"]["text_encoder"]["context_length"])
-    model = build_clip(config["model"], tokenizer=tokenizer)
+    if config["model"]["init"]:  # fine-tuning: the pretrained model's own tokenizer and image size
+        model = init_model(config, print_fn)
+        tokenizer = model.tokenizer
+        source = train_source(config, image_size=model.image_shape[0])
+    else:
+        source = train_source(config)
+        tokenizer = corpus_tokenizer(source, config["model"]["text_encoder"]["context_length"])
+        model = build_clip(config["model"], tokenizer=tokenizer)
+    apply_locks(model, training["lock"], print_fn)
     loss = clip_losses.get(config["loss"])
     batch_size, epochs, seed = int(training["batch_size"]), int(training["epochs"]), int(training["seed"])
     num_records = source.num_records
