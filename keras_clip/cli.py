@@ -217,9 +217,14 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv=None, before_command=None):
+    """Runs one `keras-clip` command; returns the exit code (2 on an error,
+    printed as one line). `before_command` runs after the arguments parsed
+    (the console entry point imports TensorFlow quietly there)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if before_command is not None:
+        before_command()
     try:
         args.func(args)
     except (OSError, KeyError, ValueError, TypeError, ImportError, RuntimeError) as error:
