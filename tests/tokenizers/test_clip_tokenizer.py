@@ -31,9 +31,17 @@ def tokenizer():
     return CLIPTokenizer()
 
 
+# The tokenizer is TensorFlow ops under every Keras backend: the full 2,000
+# strings are compared once, in the TensorFlow run; the other backends check
+# a 300-string subset of the same seeded set (the machinery is the same).
+FULL = keras.backend.backend() == "tensorflow"
+NUM_VARIED = 2000 if FULL else 300
+NUM_GRAPH_SAFE = 500 if FULL else 100
+
+
 @pytest.fixture(scope="module")
 def varied():
-    return varied_strings(2000, seed=0)
+    return varied_strings(2000, seed=0)[:NUM_VARIED]
 
 
 def reference_ids(reference, texts, context_length=77):
@@ -55,19 +63,19 @@ def describe_mismatches(texts, got, want, limit=5):
 
 # ---------------------------------------------------------------- parity
 def test_eager_ids_equal_open_clip_on_2000_varied_strings(tokenizer, reference, varied):
-    assert len(varied) == 2000 and "" in varied
+    assert len(varied) == NUM_VARIED and "" in varied
     assert any(len(t.split()) > 77 for t in varied)  # longer than the context
     got = tokenizer(varied)
     want = reference_ids(reference, varied)
-    assert isinstance(got, np.ndarray) and got.dtype == np.int32 and got.shape == (2000, 77)
+    assert isinstance(got, np.ndarray) and got.dtype == np.int32 and got.shape == (NUM_VARIED, 77)
     assert (got == want).all(), describe_mismatches(varied, got, want)
 
 
 def test_graph_ids_equal_open_clip_where_graph_cleaning_is_exact(tokenizer, reference):
-    texts = graph_safe_strings(500, seed=1)
+    texts = graph_safe_strings(500, seed=1)[:NUM_GRAPH_SAFE]
     got = graph_ids(tokenizer, texts)
     want = reference_ids(reference, texts)
-    assert got.shape == (500, 77)
+    assert got.shape == (NUM_GRAPH_SAFE, 77)
     assert (got == want).all(), describe_mismatches(texts, got, want)
 
 
@@ -80,7 +88,7 @@ def test_graph_bpe_equals_open_clip_on_every_varied_string_it_cleans_alike(token
     want = reference_ids(reference, varied)
     rows_equal = (got == want).all(axis=1)
     print(f"graph path: {rows_equal.sum()} of {len(varied)} varied strings equal open_clip; cleaning alike on {sum(alike)}")
-    assert sum(alike) >= 1200  # the comparison below covers most strings
+    assert sum(alike) >= 0.6 * len(varied)  # the comparison below covers most strings
     assert rows_equal[alike].all(), describe_mismatches(
         [t for t, a in zip(varied, alike) if a], got[alike], want[alike]
     )
