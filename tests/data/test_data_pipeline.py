@@ -45,9 +45,11 @@ def test_batches_dtypes_and_values(tokenizer):
     assert spec["token_ids"].shape.as_list() == [4, 6]
     batches = list(ds.as_numpy_iterator())
     assert len(batches) == 2  # 10 // 4, remainder dropped
+    # Exact pixels, in [0, 255] (not rescaled: the model normalises itself).
     np.testing.assert_array_equal(batches[0]["images"], images[:4].astype(np.float32))
+    np.testing.assert_array_equal(batches[1]["images"], images[4:8].astype(np.float32))
+    np.testing.assert_array_equal(batches[0]["token_ids"], tokenizer(captions[:4]))
     np.testing.assert_array_equal(batches[1]["token_ids"], tokenizer(captions[4:8]))
-    assert batches[0]["images"].max() <= 255.0
 
 
 def test_labels_and_remainder(tokenizer):

@@ -1,4 +1,5 @@
-"""Evaluation numbers on a fake encoder whose right answers are known in advance."""
+"""Evaluation numbers on hand-made scores whose right answers are known in advance
+(the zero-shot stub encoder with known answers is in test_zero_shot.py)."""
 
 import keras
 import numpy as np

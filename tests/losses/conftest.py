@@ -12,6 +12,9 @@
   float64 function.
 - `unit_rows(rng, *shape)`: random float32 rows L2-normalised on the last
   axis.
+- `rounded(array, dtype)`: the array rounded to float16 / bfloat16 and back
+  to float64: the inputs a low-precision loss actually sees, for the NumPy
+  reference; `low_precision_rtol` is the tolerance to compare at.
 """
 
 import keras
@@ -155,6 +158,30 @@ def _numeric_grad(fn, arrays, eps=1e-6):
 def _unit_rows(rng, *shape):
     x = rng.normal(size=shape)
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype("float32")
+
+
+# Low-precision checks compare with the float64 reference on the rounded
+# inputs: the loss itself is computed in float32, so only float32 rounding is
+# left. Tight enough that a wrong formula (DCL for InfoNCE, one direction
+# instead of two, a constant) fails.
+LOW_PRECISION_RTOL = 2e-3
+
+
+def _rounded(array, dtype):
+    import ml_dtypes
+
+    low = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16}[dtype]
+    return np.asarray(array, "float32").astype(low).astype("float64")
+
+
+@pytest.fixture
+def rounded():
+    return _rounded
+
+
+@pytest.fixture
+def low_precision_rtol():
+    return LOW_PRECISION_RTOL
 
 
 @pytest.fixture

@@ -182,14 +182,17 @@ def test_supcon_rows_without_positive_are_left_out(
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_low_precision_inputs_at_scale_100(unit_rows, rng, backend_grad, dtype):
+def test_low_precision_inputs_at_scale_100(unit_rows, rng, backend_grad, rounded, low_precision_rtol, dtype):
     x, y = unit_rows(rng, 6, 6), unit_rows(rng, 6, 6)
     value, grads = backend_grad(cross_modal, [x, y], dtype, args=(100.0, LABELS))
-    assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads)
+    assert all(np.isfinite(g).all() for g in grads)
+    want = reference_cross_modal(rounded(x, dtype), rounded(y, dtype), 100.0, LABELS)
+    np.testing.assert_allclose(value, want, rtol=low_precision_rtol)
     f = np.concatenate([x, y])
     labels = np.concatenate([LABELS, LABELS])
     value, (g,) = backend_grad(single_modality, [f], dtype, args=(0.01, labels))
-    assert np.isfinite(value) and np.isfinite(g).all()
+    assert np.isfinite(g).all()
+    np.testing.assert_allclose(value, reference_supcon(rounded(f, dtype), labels, 0.01), rtol=low_precision_rtol)
 
 
 def test_label_batch_mismatch_is_an_error(unit_rows, rng):

@@ -46,6 +46,28 @@ def test_end_token_pooling_finds_end_token_whatever_its_id():
     np.testing.assert_array_equal(_np(pool.end_positions(np.array([[2, 9, 9, 0, 0]]))), [2])
 
 
+def test_encode_text_pools_at_the_end_token_not_at_the_largest_id(tiny_clip):
+    """The largest vocabulary id (19) comes BEFORE the end token (3): pooling
+    at argmax(token_ids) would take the wrong position. Reference: the text
+    head applied to the text encoder's output at the end-token position."""
+    model = tiny_clip()
+    ids = np.array(
+        [[2, 19, 5, 3, 0, 0, 0, 0], [2, 7, 19, 8, 9, 3, 0, 0], [2, 19, 3, 0, 0, 0, 0, 0]], "int32"
+    )
+    end = np.argmax(ids == 3, axis=1)  # [3, 5, 2]
+    sequence = _np(model.text_encoder({"token_ids": ids}))  # (B, T, W)
+    at_end = sequence[np.arange(len(ids)), end]  # (B, W)
+    want = _np(model.text_head(at_end))  # (B, D)
+    # The positions argmax(token_ids) would pick give other embeddings.
+    at_max = _np(model.text_head(sequence[np.arange(len(ids)), np.argmax(ids, axis=1)]))
+    assert np.abs(at_max - want).max() > 1e-3
+    np.testing.assert_allclose(_np(model.encode_text(ids, normalize=False)), want, rtol=1e-5, atol=1e-5)
+    normalised = want / np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(_np(model.encode_text(ids)), normalised, atol=1e-5)
+    images = np.zeros((3, 16, 16, 3), "uint8")
+    np.testing.assert_allclose(_np(model({"images": images, "token_ids": ids})["text_embeddings"]), normalised, atol=1e-5)
+
+
 def test_text_embedding_ignores_tokens_after_end_of_text(tiny_clip, tiny_batch):
     """Causal attention + pooling at end-of-text: what follows EOT can't matter."""
     model = tiny_clip()

@@ -4,8 +4,8 @@ These tests start their own subprocesses for every backend, so they run once
 (in the JAX session of the suite) rather than three times. One worker process
 per backend does all of that backend's jobs (importing TF/Keras/keras-hub is
 most of a worker's time), the three run at the same time so that each can load
-the .keras file another one saved, and a module-scoped fixture keeps the
-results for all the tests below.
+the .keras files the two others saved (all six save -> load directions), and a
+module-scoped fixture keeps the results for all the tests below.
 """
 
 import json
@@ -21,7 +21,8 @@ import pytest
 WORKER = os.path.join(os.path.dirname(__file__), "cross_backend_worker.py")
 BACKENDS = ("tensorflow", "jax", "torch")
 # (saver, loader): a .keras file saved under `saver` is loaded under `loader`.
-SAVE_LOAD_PAIRS = [("torch", "jax"), ("tensorflow", "torch"), ("jax", "tensorflow")]
+# All six directions: each backend loads the files the two others saved.
+SAVE_LOAD_PAIRS = [(saver, loader) for saver in BACKENDS for loader in BACKENDS if loader != saver]
 TIMEOUT_S = 900  # all three workers together
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="spawns all three backends itself; runs in the jax session"

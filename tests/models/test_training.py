@@ -53,11 +53,56 @@ class MaximiseScaleLoss(keras_clip.losses.ContrastiveLoss):
         return -y_pred["logit_scale"]
 
 
-def test_constraint_keeps_log_scale_at_ln_100(tiny_clip, tiny_batch):
+class MinimiseScaleLoss(keras_clip.losses.ContrastiveLoss):
+    """A loss whose gradient pushes the log-scale down, hard."""
+
+    def call(self, y_true, y_pred):
+        return y_pred["logit_scale"]
+
+
+OPTIMIZERS = {
+    "sgd": lambda: keras.optimizers.SGD(learning_rate=10.0),
+    "adamw": lambda: keras.optimizers.AdamW(learning_rate=10.0, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_constraint_keeps_log_scale_at_ln_100(tiny_clip, tiny_batch, optimizer):
     model = tiny_clip(logit_scale={"init": 99.0, "max": 100.0})
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=10.0), loss=MaximiseScaleLoss())
+    model.compile(optimizer=OPTIMIZERS[optimizer](), loss=MaximiseScaleLoss())
     model.fit(tiny_batch(batch=4), batch_size=4, epochs=1, verbose=0)
     np.testing.assert_allclose(_np(model.logit_scale.log_scale), math.log(100.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_constraint_keeps_log_scale_at_0(tiny_clip, tiny_batch, optimizer):
+    """The lower bound: temperature <= 1, i.e. logit scale >= 1 (t >= 0)."""
+    model = tiny_clip(logit_scale={"init": 1.5})
+    model.compile(optimizer=OPTIMIZERS[optimizer](), loss=MinimiseScaleLoss())
+    model.fit(tiny_batch(batch=4), batch_size=4, epochs=1, verbose=0)
+    assert float(_np(model.logit_scale.log_scale)) == 0.0
+    np.testing.assert_allclose(_np(model.logit_scale()), 1.0, rtol=1e-6)
+
+
+def test_i2t_and_t2i_accuracies_read_the_right_axes(tiny_clip):
+    """Image -> text is 3/3 and text -> image 2/3 by construction: each image's
+    best text is its own, but text 1 is nearer image 0 than image 1."""
+    model = tiny_clip()
+    model.compile(optimizer="sgd")
+    e = np.eye(3, dtype="float32")
+    images = e  # image i = e_i
+    t1 = np.array([1.2, 1.0, 0.0], "float32") / np.hypot(1.2, 1.0)
+    texts = np.stack([e[0], t1, e[2]])
+    similarity = images @ texts.T
+    assert list(similarity.argmax(1)) == [0, 1, 2] and list(similarity.argmax(0)) == [0, 0, 2]
+    y_pred = {"image_embeddings": ops.convert_to_tensor(images), "text_embeddings": ops.convert_to_tensor(texts),
+              "logit_scale": ops.convert_to_tensor(np.float32(10.0))}
+    model.reset_metrics()
+    model.compute_metrics(None, None, y_pred)
+    np.testing.assert_allclose(_np(model.image_to_text_accuracy.result()), 1.0)
+    np.testing.assert_allclose(_np(model.text_to_image_accuracy.result()), 2 / 3, rtol=1e-6)
+    results = {m.name: float(_np(m.result())) for m in model.metrics if m.name in ("i2t_acc", "t2i_acc")}
+    assert results == {"i2t_acc": 1.0, "t2i_acc": pytest.approx(2 / 3)}
 
 
 def test_frozen_temperature_does_not_move(tiny_clip, tiny_batch):
