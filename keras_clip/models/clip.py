@@ -424,13 +424,19 @@ class CLIP(keras.Model):
         )
 
     # ---------------------------------------------------------------- training
-    def compile(self, optimizer="adamw", loss=None, **kwargs):
+    def compile(self, optimizer="adamw", loss=None, micro_batches=1, **kwargs):
         """Configures training. `loss`: a `keras_clip.losses` objective, its name,
         a config dict, or None for symmetric InfoNCE. Keras' own `loss=` handling
-        is bypassed: the contrastive loss needs the whole output dict."""
+        is bypassed: the contrastive loss needs the whole output dict.
+        `micro_batches=K > 1`: each step encodes the batch in K chunks (GradCache,
+        `keras_clip/train/micro_batch.py`), the same step in 1/K of the memory."""
         from keras_clip import losses as clip_losses
+        from keras_clip.train import micro_batch
 
         self.contrastive_loss = clip_losses.get(loss if loss is not None else "infonce")
+        self.micro_batches = micro_batch.check_micro_batches(micro_batches)
+        if self.micro_batches > 1:
+            micro_batch.check_supported(self, self.contrastive_loss)
         needs_tokens = getattr(self.contrastive_loss, "needs_tokens", False)
         if needs_tokens:
             self.return_tokens = True
@@ -444,10 +450,19 @@ class CLIP(keras.Model):
 
             self.optimizer.apply = apply_dense
 
+    def train_step(self, *args):
+        if getattr(self, "micro_batches", 1) > 1:
+            from keras_clip.train import micro_batch
+
+            return micro_batch.train_step(self, *args)
+        return super().train_step(*args)
+
     def get_compile_config(self):
         config = super().get_compile_config()
         if config and self.contrastive_loss is not None:
             config["loss"] = keras.saving.serialize_keras_object(self.contrastive_loss)
+        if config and getattr(self, "micro_batches", 1) > 1:
+            config["micro_batches"] = self.micro_batches
         return config
 
     def compile_from_config(self, config):
