@@ -63,6 +63,16 @@ def check_supported(model, loss):
             "the model keeps a feature queue or momentum towers, which a step "
             "updates from the whole batch while the loss reads them"
         )
+    norms = [
+        layer.name
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if norms:
+        why = (
+            f"layer(s) {norms} normalise with batch statistics, which would be "
+            "those of each chunk instead of the batch (use layer normalisation)"
+        )
     for leaf in _leaf_losses(loss):
         name = type(leaf).__name__
         if getattr(leaf, "needs_tokens", False):

@@ -93,6 +93,10 @@ def test_filip_and_views_are_refused_with_a_reason():
         model.compile(optimizer="sgd", loss="filip", micro_batches=2)
     with pytest.raises(ValueError, match="second augmented image view"):
         model.compile(optimizer="sgd", loss="nt_xent", micro_batches=2)
+    with pytest.raises(ValueError, match="batch statistics"):
+        tiny_clip(image_head={"kind": "mlp", "normalization": "batch"}).compile(
+            optimizer="sgd", micro_batches=2
+        )
     with pytest.raises(ValueError, match="micro_batches must be an int >= 1"):
         model.compile(optimizer="sgd", micro_batches=0)
 
@@ -102,3 +106,75 @@ def test_batch_not_divisible_by_k_is_a_clear_error():
     model.compile(optimizer="sgd", micro_batches=3)
     with pytest.raises(ValueError, match="cannot be split into micro_batches=3"):
         model.train_on_batch(_batch(labels=False))
+
+
+class _DropoutHead(keras.layers.Layer):
+    """Dropout then a linear projection: a head with its own randomness."""
+
+    def __init__(self, output_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = keras.layers.Dropout(0.3, seed=7)
+        self.dense = keras.layers.Dense(output_dim, use_bias=False)
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, x, training=None):
+        return self.dense(self.dropout(x, training=training))
+
+
+class _ChunkedCallCLIP(keras_clip_CLIP := __import__("keras_clip").CLIP):
+    """Reference: the forward pass itself runs the K chunks one after the
+    other (dropout draws chunk by chunk, as in GradCache's first pass) and
+    the ordinary one-graph step differentiates through all of them."""
+
+    chunks = K
+
+    def call(self, inputs, training=None):
+        n = inputs["images"].shape[0] // self.chunks
+        outs = [
+            super(_ChunkedCallCLIP, self).call(
+                {key: value[k * n : (k + 1) * n] for key, value in inputs.items()},
+                training=training,
+            )
+            for k in range(self.chunks)
+        ]
+        merged = dict(outs[0])
+        for key in ("image_embeddings", "text_embeddings"):
+            merged[key] = keras.ops.concatenate([o[key] for o in outs], axis=0)
+        return merged
+
+
+def _dropout_clip(cls):
+    towers = tiny_clip()
+    return cls(
+        towers.image_encoder,
+        towers.text_encoder,
+        embed_dim=16,
+        end_token_id=3,
+        start_token_id=2,
+        image_head=_DropoutHead(16, name="image_head"),
+        text_head=_DropoutHead(16, name="text_head"),
+    )
+
+
+def test_dropout_masks_are_replayed_in_the_second_pass():
+    keras.utils.set_random_seed(0)
+    reference = _dropout_clip(_ChunkedCallCLIP)
+    model = _dropout_clip(keras_clip_CLIP)
+    batch = _batch(labels=False)
+    train = keras.ops.convert_to_numpy(model(batch, training=True)["image_embeddings"])
+    infer = keras.ops.convert_to_numpy(model(batch, training=False)["image_embeddings"])
+    assert not np.allclose(train, infer), "dropout is not active"
+    # Same weights and same seed-generator states in both models.
+    assert len(model.variables) == len(reference.variables)
+    for target, source in zip(model.variables, reference.variables):
+        target.assign(keras.ops.convert_to_numpy(source.value))
+    reference.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), micro_batches=K, jit_compile=False)
+    want = reference.train_on_batch(batch, return_dict=True)
+    got = model.train_on_batch(batch, return_dict=True)
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
+    for a, b in zip(model.trainable_weights, reference.trainable_weights):
+        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
