@@ -155,6 +155,7 @@ def _dropout_clip(cls):
         start_token_id=2,
         image_head=_DropoutHead(16, name="image_head"),
         text_head=_DropoutHead(16, name="text_head"),
+        name=cls.__name__.strip("_").lower(),  # TF: no leading "_" in scopes
     )
 
 
