@@ -56,13 +56,13 @@ def measure(batch, micro_batches):
 
     from keras_clip.models.builder import build_clip
 
-    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)  # same initial weights in every process
     model = build_clip(MODEL)
     model.compile(optimizer="adamw", micro_batches=micro_batches)
-    model.train_on_batch(_batch(2 * micro_batches, rng))  # warm-up
-    full = _batch(batch, rng)
+    model.train_on_batch(_batch(2 * micro_batches, np.random.default_rng(1)))  # warm-up
+    full = _batch(batch, np.random.default_rng(0))  # same batch: same loss for any K
     before, start = _rss_mb(), time.perf_counter()
-    loss = float(model.train_on_batch(full))
+    loss = float(model.train_on_batch(full, return_dict=True)["loss"])
     return {
         "backend": keras.backend.backend(),
         "batch": batch,
