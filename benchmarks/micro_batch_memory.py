@@ -5,7 +5,7 @@ chunks against a plain B=64 step, on a small ViT CLIP (64 px, 2 + 2 layers).
     python benchmarks/micro_batch_memory.py --backends torch
 
 Each configuration runs in a fresh process: the model is built and compiled,
-one step on a batch of 2 * K examples loads kernels and traces the step,
+one step on a batch of 16 examples loads kernels and traces the step,
 then one step at full size runs. Reported: the growth of the process's peak
 resident memory over its resident memory just before the full-size step
 (activations, gradients, allocator caching; on JAX and TensorFlow also the
@@ -59,7 +59,7 @@ def measure(batch, micro_batches):
     keras.utils.set_random_seed(0)  # same initial weights in every process
     model = build_clip(MODEL)
     model.compile(optimizer="adamw", micro_batches=micro_batches)
-    model.train_on_batch(_batch(2 * micro_batches, np.random.default_rng(1)))  # warm-up
+    model.train_on_batch(_batch(16, np.random.default_rng(1)))  # warm-up (same for every K)
     full = _batch(batch, np.random.default_rng(0))  # same batch: same loss for any K
     before, start = _rss_mb(), time.perf_counter()
     loss = float(model.train_on_batch(full, return_dict=True)["loss"])
