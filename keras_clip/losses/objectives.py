@@ -3,6 +3,7 @@ which builds on this module)."""
 
 import keras
 
+from keras_clip.losses.blockwise import BlockwiseInfoNCE, BlockwiseSigLIP
 from keras_clip.losses.filip import FILIP
 from keras_clip.losses.infonce import InfoNCE
 from keras_clip.losses.nt_xent import NTXent
@@ -24,6 +25,8 @@ _OBJECTIVES = {
     "siglip": (SigLIP, {}),
     "queue_infonce": (QueueInfoNCE, {}),
     "moco": (QueueInfoNCE, {}),
+    "blockwise_infonce": (BlockwiseInfoNCE, {}),
+    "blockwise_siglip": (BlockwiseSigLIP, {}),
 }
 
 

@@ -7,13 +7,14 @@ import keras
 from keras import ops
 
 from keras_clip import losses as clip_losses
+from keras_clip.models import micro_batch
 from keras_clip.models.dense_gradients import dense_gradient_optimizer
 
 
 class ContrastiveTraining:
     """Mixin for `CLIP` (a `keras.Model`): see `CLIP`'s docstring, "Training"."""
 
-    def compile(self, optimizer="adamw", loss=None, dense_gradients=True, **kwargs):
+    def compile(self, optimizer="adamw", loss=None, dense_gradients=True, micro_batches=1, **kwargs):
         """Configures training.
 
         Args:
@@ -21,22 +22,38 @@ class ContrastiveTraining:
             loss: a `keras_clip.losses` objective, its name, a config dict,
                 or None for symmetric InfoNCE. Keras' own `loss=` handling is
                 bypassed: the contrastive loss needs the whole output dict.
+            micro_batches: int K. With K > 1 each step encodes the batch in K
+                chunks without gradients, computes the loss over all B x B
+                pairs, then re-encodes chunk by chunk back-propagating the cached
+                embedding gradients (GradCache, `keras_clip.models.micro_batch`):
+                the same step as K = 1, with the encoders' activations of one
+                chunk at a time.
             dense_gradients: bool. On TensorFlow, densify embedding-table
                 gradients before the update so that Adam takes the same step
                 as on JAX and PyTorch (`keras_clip.models.dense_gradients`).
             **kwargs: passed to `keras.Model.compile` (`jit_compile`, ...).
         """
         self.contrastive_loss = clip_losses.get(loss if loss is not None else "infonce")
+        self.micro_batches = micro_batch.check_micro_batches(micro_batches)
+        if self.micro_batches > 1:
+            micro_batch.check_supported(self, self.contrastive_loss)
         if getattr(self.contrastive_loss, "needs_tokens", False):
             self.return_tokens = True
         if dense_gradients:
             optimizer = dense_gradient_optimizer(optimizer)
         super().compile(optimizer=optimizer, loss=None, **kwargs)
 
+    def train_step(self, *args):
+        if getattr(self, "micro_batches", 1) > 1:
+            return micro_batch.train_step(self, *args)
+        return super().train_step(*args)
+
     def get_compile_config(self):
         config = super().get_compile_config()
         if config and self.contrastive_loss is not None:
             config["loss"] = keras.saving.serialize_keras_object(self.contrastive_loss)
+        if config and getattr(self, "micro_batches", 1) > 1:
+            config["micro_batches"] = self.micro_batches
         return config
 
     def compile_from_config(self, config):
