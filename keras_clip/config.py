@@ -69,6 +69,7 @@ DEFAULTS = {
         "jit_compile": "auto",
         "mixed_precision": None,
         "lock": {"image": None, "text": None},
+        "micro_batches": 1,
     },
     "loss": {"name": "infonce"},
     "eval": {"batch_size": 256, "every_epochs": 5, "max_examples": 1000},

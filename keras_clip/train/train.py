@@ -138,6 +138,7 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
         optimizer=make_optimizer(training, steps_per_epoch * epochs),
         loss=loss,
         jit_compile=resolve_jit_compile(training["jit_compile"]),
+        micro_batches=int(training["micro_batches"]),
     )
     report = BadRecordReport()
 
