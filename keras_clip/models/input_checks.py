@@ -34,7 +34,10 @@ def looks_scaled_to_unit_range(images):
     if "float" not in dtype:
         return False
     values = ops.convert_to_numpy(images)
-    return bool(values.size) and float(values.min()) >= 0.0 and float(values.max()) <= 1.0
+    # A constant batch (black images, or the ones / zeros Keras builds a model
+    # with) says nothing about the scale.
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    return 0.0 <= low < high <= 1.0
 
 
 UNIT_RANGE_WARNING = (

@@ -69,9 +69,20 @@ _install()
 
 @pytest.fixture(scope="session")
 def torch():
-    torch = pytest.importorskip("torch")
-    torch.set_grad_enabled(False)
-    return torch
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _reference_models_without_grad(request):
+    """The reference models run without autograd, test by test; grad mode is
+    restored afterwards (a global switch would break every later torch
+    training in the session). Tests marked `trains` keep autograd."""
+    import torch
+
+    previous = torch.is_grad_enabled()
+    torch.set_grad_enabled(request.node.get_closest_marker("trains") is not None)
+    yield
+    torch.set_grad_enabled(previous)
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ def _weights(layer):
     return [keras.ops.convert_to_numpy(w).copy() for w in layer.weights]
 
 
+@pytest.mark.trains
 def test_train_init_locks_the_image_tower_and_all_but_the_last_text_block(converted, tmp_path):
     from keras_clip.models.presets import load_run_model
 
@@ -79,6 +80,7 @@ def test_train_init_locks_the_image_tower_and_all_but_the_last_text_block(conver
 
 
 @pytest.mark.slow
+@pytest.mark.trains
 def test_fine_tuning_an_imported_model_beats_chance(converted, tmp_path):
     overrides = {
         "model": {"init": converted},
