@@ -92,6 +92,10 @@ def test_export_refuses_an_existing_version_and_a_file_as_output(file_run, tmp_p
 def test_other_mistakes_are_one_line(tmp_path, capsys):
     line = _error_line(capsys, ["report", str(tmp_path / "nowhere")])
     assert "nowhere" in line and "error: 2" not in line
+    # An OSError raised by the system carries (errno, text, path): its text is printed, not the errno.
+    (tmp_path / "afile").write_text("x")
+    line = _error_line(capsys, ["train", "--output-dir", str(tmp_path / "afile" / "run"), "--set", *TINY])
+    assert "Not a directory" in line and "afile" in line
     line = _error_line(capsys, ["train", "--output-dir", str(tmp_path / "r"), "--set", "training.epochs=abc"])
     assert "'training.epochs' must be an integer" in line and "'abc'" in line
     bad = tmp_path / "bad.yaml"

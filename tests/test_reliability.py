@@ -35,6 +35,13 @@ def test_a_saved_run_loads_after_a_bare_package_import(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["CaptionTokenizer", str(model.tokenizer.vocabulary_size)]
+    # Keras' own loader too, after nothing but `import keras_clip`.
+    code = "import keras, keras_clip; m = keras.saving.load_model(%r); print(type(m).__name__)" % str(
+        tmp_path / "model.keras"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["CLIP"]
 
 
 def test_help_imports_no_backend():
