@@ -61,10 +61,10 @@ def _tolerance(path, optimizer):
     "loss,optimizer",
     [
         ("infonce", "sgd"),
-        ("siglip", "adamw"),
         ("supcon", "adamw"),
-        # The other half of the grid: two compiled steps each (JAX ~30 s on a
-        # busy CPU); run with -m slow.
+        # The rest of the grid: two compiled steps each (JAX ~30 s on a busy
+        # CPU); run with -m slow.
+        pytest.param("siglip", "adamw", marks=pytest.mark.slow),
         pytest.param("infonce", "adamw", marks=pytest.mark.slow),
         pytest.param("siglip", "sgd", marks=pytest.mark.slow),
         pytest.param("supcon", "sgd", marks=pytest.mark.slow),
