@@ -119,6 +119,24 @@ def test_lower_layers_do_not_import_upper_ones():
     assert upward == []
 
 
+def test_no_module_imports_the_root_package():
+    """`keras_clip/__init__.py` imports the library eagerly (through importlib,
+    which the graph above cannot see), so a module importing the root package
+    itself, even lazily inside a function, closes a circle."""
+    offenders = []
+    for module, path in _modules().items():
+        if module == "keras_clip":
+            continue
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name == "keras_clip" for a in node.names):
+                offenders.append(f"{module}:{node.lineno}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "keras_clip" and not node.level:
+                offenders += [f"{module}:{node.lineno}" for a in node.names if f"keras_clip.{a.name}" not in _modules()]
+    assert offenders == []
+
+
 @pytest.mark.parametrize("limit", [450])
 def test_no_source_file_over_the_limit(limit):
     long = {}

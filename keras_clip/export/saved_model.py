@@ -212,9 +212,7 @@ def export_run(run_dir, output, version=None, class_names=None, templates=None, 
 
 def load_model(path):
     """Loads a keras_clip `.keras` file for export (no optimizer state)."""
-    import keras_clip
-
-    keras_clip.register_all()
+    import keras_clip.models  # noqa: F401  (registers the model, its layers, losses and tokenizers)
 
     return keras.saving.load_model(path, compile=False)
 

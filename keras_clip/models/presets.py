@@ -12,6 +12,7 @@ import keras_hub
 from keras import ops
 
 from keras_clip.config import DEFAULTS, load_config, merge_config, validate_config
+import keras_clip.tokenizers  # noqa: F401  (registers the tokenizers a saved run holds)
 from keras_clip.tokenizers.base import check_tokenizer
 
 
@@ -154,7 +155,4 @@ def load_run_model(run_dir):
         raise FileNotFoundError(
             f"No model.keras in {run_dir!r}; point to a directory written by `keras-clip train`."
         )
-    import keras_clip
-
-    keras_clip.register_all()  # under the CLI's deferred import, nothing is registered yet
     return keras.saving.load_model(path)
