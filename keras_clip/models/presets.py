@@ -12,6 +12,7 @@ import keras_hub
 from keras import ops
 
 from keras_clip.config import DEFAULTS, load_config, merge_config, validate_config
+from keras_clip.models.text_encoder import TextEncoder
 import keras_clip.tokenizers  # noqa: F401  (registers the tokenizers a saved run holds)
 from keras_clip.tokenizers.base import check_tokenizer
 
@@ -36,9 +37,20 @@ def vit_image_encoder(image_size, patch_size, width, layers, heads, mlp_dim, act
     )
 
 
-def transformer_text_encoder(vocabulary_size, context_length, width, layers, heads, mlp_dim, activation="quick_gelu", dtype=None):
-    """OpenAI CLIP's causal text transformer (keras-hub's `CLIPTextEncoder`): `(B, T)` -> `(B, T, width)`."""
-    return keras_hub.models.CLIPTextEncoder(
+def transformer_text_encoder(
+    vocabulary_size, context_length, width, layers, heads, mlp_dim, activation="quick_gelu", dtype=None,
+    final_layer_norm_epsilon=None,
+):
+    """OpenAI CLIP's causal text transformer: `(B, T)` -> `(B, T, width)`.
+
+    keras-hub's `CLIPTextEncoder`, or with `final_layer_norm_epsilon` (the
+    1e-5 of OpenAI's, open_clip's and Hugging Face's checkpoints; keras-hub
+    fixes 1e-6) its subclass `keras_clip.models.TextEncoder`."""
+    cls, extra = keras_hub.models.CLIPTextEncoder, {}
+    if final_layer_norm_epsilon is not None:
+        cls, extra = TextEncoder, {"final_layer_norm_epsilon": final_layer_norm_epsilon}
+    return cls(
+        **extra,
         vocabulary_size=vocabulary_size,
         embedding_dim=width,
         hidden_dim=width,

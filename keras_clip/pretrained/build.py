@@ -2,9 +2,8 @@
 
 import logging
 
-from keras_clip.models.builder import vit_image_encoder
 from keras_clip.models.clip import CLIP
-from keras_clip.models.text_encoder import TextEncoder
+from keras_clip.models.presets import transformer_text_encoder, vit_image_encoder
 
 logger = logging.getLogger("keras_clip.pretrained")
 
@@ -58,18 +57,7 @@ def build_clip_for(config, final_layer_norm_epsilon=1e-5, tokenizer=None):
                 config[key] = None if value is None else int(value)
     vision, text = config["image_encoder"], config["text_encoder"]
     image_encoder = vit_image_encoder(**vision)
-    text_encoder = TextEncoder(
-        vocabulary_size=text["vocabulary_size"],
-        embedding_dim=text["width"],
-        hidden_dim=text["width"],
-        num_layers=text["layers"],
-        num_heads=text["heads"],
-        intermediate_dim=text["mlp_dim"],
-        intermediate_activation=text["activation"],
-        max_sequence_length=text["context_length"],
-        final_layer_norm_epsilon=final_layer_norm_epsilon,
-        name="text_encoder",
-    )
+    text_encoder = transformer_text_encoder(**text, final_layer_norm_epsilon=final_layer_norm_epsilon)
     logger.info(
         "Building CLIP: ViT %dx%d/%d width %d x %d layers (%s), text width %d x %d layers "
         "(%s), context %d, vocabulary %d, embed_dim %d.",
