@@ -85,10 +85,11 @@ def gather(context, y_pred, labels):
     batch axis, in replica order; batch constants (logit scale, bias) as they
     are. The gather is differentiable (see the module docstring)."""
     keys = [k for k, v in y_pred.items() if k not in _BATCH_CONSTANTS and v is not None and len(v.shape) >= 1]
-    values = [y_pred[k] for k in keys] + ([labels] if labels is not None else [])
-    gathered = context.all_gather(values, axis=0)
-    out = {**y_pred, **dict(zip(keys, gathered[: len(keys)]))}
-    return out, (gathered[-1] if labels is not None else None)
+    gathered = context.all_gather([y_pred[k] for k in keys], axis=0)
+    # Integer labels in a call of their own: TensorFlow keeps int32 tensors in
+    # host memory, and one all-gather may not mix host and device tensors.
+    labels = None if labels is None else context.all_gather(labels, axis=0)
+    return {**y_pred, **dict(zip(keys, gathered))}, labels
 
 
 def local_offset(context, local_batch):

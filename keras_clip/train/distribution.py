@@ -153,3 +153,36 @@ def scope(training):
         return
     with data_parallel(spec["layout"], batch_size=int(training["batch_size"])) as layout:
         yield layout
+
+
+@contextlib.contextmanager
+def paused():
+    """Runs its body without the JAX distribution (a no-op otherwise).
+
+    Evaluation embeds sets whose last batch need not split over the devices
+    (Keras' JAX `predict` under `DataParallel` requires it); with the
+    distribution paused it runs on the replicated weights unsharded."""
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        yield
+        return
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+def evaluate_unsharded(callback):
+    """The in-training evaluation callback with its `evaluate` run under
+    `paused()`; None stays None."""
+    if callback is not None and hasattr(callback, "evaluate"):
+        evaluate = callback.evaluate
+
+        def unsharded(*args, **kwargs):
+            with paused():
+                return evaluate(*args, **kwargs)
+
+        callback.evaluate = unsharded
+    return callback
+

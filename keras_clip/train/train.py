@@ -153,7 +153,7 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
             report=report, image_views=bool(getattr(loss, "needs_image_views", False)),
         )
 
-    evaluation = training_evaluation(config, model.image_shape, epochs, print_fn)
+    evaluation = distribution.evaluate_unsharded(training_evaluation(config, model.image_shape, epochs, print_fn))
     logger = BadRecordLogger(report, print_fn=print_fn, verbose=bool(verbose), run_summary=False, one_line=True)
     epoch_callbacks = ([evaluation] if evaluation else []) + [logger]
     start = time.time()
@@ -166,7 +166,8 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
         print_fn("Bad records over the whole run: " + report.summary(cumulative=True))
 
     final_sets = evaluation_sets(config, model.image_shape, strict=strict)
-    metrics = evaluate_sets(model, final_sets, batch_size=int(config["eval"]["batch_size"]))
+    with distribution.paused():
+        metrics = evaluate_sets(model, final_sets, batch_size=int(config["eval"]["batch_size"]))
     if "bad_records" in metrics:
         metrics["eval_bad_records"] = metrics.pop("bad_records")
     skipped = report.run_counts()
