@@ -70,6 +70,7 @@ DEFAULTS = {
         "mixed_precision": None,
         "lock": {"image": None, "text": None},
         "micro_batches": 1,
+        "distribution": None,  # or data_parallel, or {name: data_parallel, layout: local}; see train/distribution.py
     },
     "loss": {"name": "infonce"},
     "eval": {"batch_size": 256, "every_epochs": 5, "max_examples": 1000},

@@ -7,6 +7,8 @@ import keras
 from keras import ops
 
 from keras_clip import losses as clip_losses
+from keras_clip.losses.local_block import local_block_loss
+from keras_clip.models import global_negatives
 from keras_clip.models import micro_batch
 from keras_clip.models.dense_gradients import dense_gradient_optimizer
 
@@ -14,7 +16,9 @@ from keras_clip.models.dense_gradients import dense_gradient_optimizer
 class ContrastiveTraining:
     """Mixin for `CLIP` (a `keras.Model`): see `CLIP`'s docstring, "Training"."""
 
-    def compile(self, optimizer="adamw", loss=None, dense_gradients=True, micro_batches=1, **kwargs):
+    def compile(
+        self, optimizer="adamw", loss=None, dense_gradients=True, micro_batches=1, loss_layout="full", **kwargs
+    ):
         """Configures training.
 
         Args:
@@ -28,6 +32,13 @@ class ContrastiveTraining:
                 embedding gradients (GradCache, `keras_clip.models.micro_batch`):
                 the same step as K = 1, with the encoders' activations of one
                 chunk at a time.
+            loss_layout: "full" or "local", used under a TensorFlow
+                `tf.distribute` strategy only, where each replica
+                all-gathers the embeddings so that its loss uses every
+                negative: "full" computes the whole B x B loss on each
+                replica, "local" only the replica's own rows (B_r x B;
+                InfoNCE, DCL and SigLIP). Same loss and gradients either
+                way (`keras_clip.models.global_negatives`).
             dense_gradients: bool. On TensorFlow, densify embedding-table
                 gradients before the update so that Adam takes the same step
                 as on JAX and PyTorch (`keras_clip.models.dense_gradients`).
@@ -35,6 +46,7 @@ class ContrastiveTraining:
         """
         self.contrastive_loss = clip_losses.get(loss if loss is not None else "infonce")
         self.micro_batches = micro_batch.check_micro_batches(micro_batches)
+        self.loss_layout = global_negatives.check_layout(loss_layout)
         if self.micro_batches > 1:
             micro_batch.check_supported(self, self.contrastive_loss)
         if getattr(self.contrastive_loss, "needs_tokens", False):
@@ -45,6 +57,7 @@ class ContrastiveTraining:
 
     def train_step(self, *args):
         if getattr(self, "micro_batches", 1) > 1:
+            global_negatives.check_micro_batches(self)
             return micro_batch.train_step(self, *args)
         return super().train_step(*args)
 
@@ -54,6 +67,8 @@ class ContrastiveTraining:
             config["loss"] = keras.saving.serialize_keras_object(self.contrastive_loss)
         if config and getattr(self, "micro_batches", 1) > 1:
             config["micro_batches"] = self.micro_batches
+        if config and getattr(self, "loss_layout", "full") != "full":
+            config["loss_layout"] = self.loss_layout
         return config
 
     def compile_from_config(self, config):
@@ -66,15 +81,22 @@ class ContrastiveTraining:
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.contrastive_loss is None:
             raise RuntimeError("Call model.compile(optimizer, loss=...) before training.")
+        labels = x.get("labels") if isinstance(x, dict) else None
+        if labels is None and y is not None:
+            labels = y
+        # Data parallel on TensorFlow: every replica gathers the global batch
+        # (see keras_clip.models.global_negatives for the gradient scaling).
+        replicas = global_negatives.replica_context()
+        if replicas is not None:
+            global_negatives.check_supported(self)
+            local_pred = y_pred
+            y_pred, labels = global_negatives.gather(replicas, y_pred, labels)
         batch = y_pred["image_embeddings"].shape[0]
         if training and batch == 1:
             raise ValueError(
                 "A training batch of size 1 has no negatives, so a contrastive loss "
                 "cannot learn from it; use batch_size >= 2 (and drop_remainder=True)."
             )
-        labels = x.get("labels") if isinstance(x, dict) else None
-        if labels is None and y is not None:
-            labels = y
         if self.momentum is not None:
             if training:
                 self.update_momentum_encoders()
@@ -82,19 +104,29 @@ class ContrastiveTraining:
             y_pred = {**y_pred, "image_keys": image_keys, "text_keys": text_keys}
         if self.queue is not None:
             y_pred = {**y_pred, **self.queue.contents()}
-        loss = self.contrastive_loss(labels, y_pred)
+        if replicas is None:
+            loss = self.contrastive_loss(labels, y_pred)
+        elif getattr(self, "loss_layout", "full") == "local":
+            offset = global_negatives.local_offset(replicas, local_pred["image_embeddings"])
+            loss = local_block_loss(self.contrastive_loss, local_pred, y_pred, offset)
+        else:
+            loss = global_negatives.per_replica(self.contrastive_loss(labels, y_pred), replicas)
         if self.queue is not None and training:
             if self.momentum is not None:
                 self.queue.enqueue(y_pred["image_keys"], y_pred["text_keys"])
             else:
                 self.queue.enqueue(y_pred["image_embeddings"], y_pred["text_embeddings"])
         if self.losses:
-            loss = loss + ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
+            extra = ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
+            loss = loss + (extra if replicas is None else global_negatives.per_replica(extra, replicas))
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         image_embeddings = y_pred["image_embeddings"]
         text_embeddings = y_pred["text_embeddings"]
+        replicas = global_negatives.replica_context()
+        if replicas is not None:  # the accuracies of the global batch, as on one device
+            image_embeddings, text_embeddings = replicas.all_gather([image_embeddings, text_embeddings], axis=0)
         similarity = ops.matmul(image_embeddings, ops.transpose(text_embeddings))  # (B, B)
         targets = ops.arange(ops.shape(similarity)[0], dtype="int32")
         i2t = ops.cast(ops.equal(ops.argmax(similarity, axis=1), targets), "float32")

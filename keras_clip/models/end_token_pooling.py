@@ -29,6 +29,10 @@ class EndTokenPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         self.end_token_id = int(end_token_id)
         self.pad_token_id = int(pad_token_id)
+        # No weights: built from the start, so that Keras' symbolic build of
+        # a model under a tf.distribute strategy (which it runs when some
+        # layer is unbuilt, on a batch it averages into floats) is not needed.
+        self.built = True
 
     def end_positions(self, token_ids):
         """Index of each row's end-of-text token, `(B,)` int32."""

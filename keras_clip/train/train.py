@@ -18,7 +18,7 @@ from keras_clip.data.config_sources import describe, train_source
 from keras_clip.eval.run import evaluate_sets, evaluation_sets, training_evaluation
 from keras_clip.models.builder import build_clip
 from keras_clip.tokenizers import CaptionTokenizer
-from keras_clip.train import guard
+from keras_clip.train import distribution, guard
 from keras_clip.train.init import apply_locks, init_model
 from keras_clip.train.loop import fit_epochs
 from keras_clip.train.optimizer import make_optimizer, resolve_jit_compile
@@ -56,6 +56,7 @@ def check_training_settings(config):
         if value < low:
             why = "a run needs at least one epoch" if key == "epochs" else "a contrastive batch needs negatives"
             raise ValueError(f"training.{key} must be >= {low} ({why}); received {value}.")
+    distribution.check_settings(training)
 
 
 def _check_enough_data(source, num_records, batch_size):
@@ -108,7 +109,8 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
         if output_dir:
             os.makedirs(output_dir, exist_ok=True)
             save_config(config, os.path.join(output_dir, CONFIG_FILE))  # read back by a resumed run
-        return _train(config, output_dir, verbose, callbacks, print_fn)
+        with distribution.scope(config["training"]):  # data parallel, when training.distribution asks
+            return _train(config, output_dir, verbose, callbacks, print_fn)
 
 
 def _train(config, output_dir, verbose, callbacks, print_fn):
@@ -139,6 +141,7 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
         loss=loss,
         jit_compile=resolve_jit_compile(training["jit_compile"]),
         micro_batches=int(training["micro_batches"]),
+        loss_layout=distribution.loss_layout(training["distribution"]),
     )
     report = BadRecordReport()
 
@@ -150,7 +153,7 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
             report=report, image_views=bool(getattr(loss, "needs_image_views", False)),
         )
 
-    evaluation = training_evaluation(config, model.image_shape, epochs, print_fn)
+    evaluation = distribution.evaluate_unsharded(training_evaluation(config, model.image_shape, epochs, print_fn))
     logger = BadRecordLogger(report, print_fn=print_fn, verbose=bool(verbose), run_summary=False, one_line=True)
     epoch_callbacks = ([evaluation] if evaluation else []) + [logger]
     start = time.time()
@@ -163,7 +166,8 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
         print_fn("Bad records over the whole run: " + report.summary(cumulative=True))
 
     final_sets = evaluation_sets(config, model.image_shape, strict=strict)
-    metrics = evaluate_sets(model, final_sets, batch_size=int(config["eval"]["batch_size"]))
+    with distribution.paused():
+        metrics = evaluate_sets(model, final_sets, batch_size=int(config["eval"]["batch_size"]))
     if "bad_records" in metrics:
         metrics["eval_bad_records"] = metrics.pop("bad_records")
     skipped = report.run_counts()
