@@ -76,6 +76,7 @@ def test_from_preset_open_clip_state_dict(open_clip, torch, tmp_path, capsys):
     _same_as_convert(model, embeddings, path, tmp_path, images, tokens, ["--activation", "gelu"])
 
 
+@pytest.mark.slow  # the fast suite has the state-dict case; test_parity.py checks HF import fast
 def test_from_preset_hugging_face_folder(hf_clip, torch, tmp_path):
     vision, text = SMALL_OPEN_CLIP["vision_cfg"], SMALL_OPEN_CLIP["text_cfg"]
     config = hf_clip.CLIPConfig(
