@@ -1,8 +1,10 @@
 """keras_clip: CLIP-style contrastive language-image training for Keras 3.
 
 `import keras_clip` registers every serializable class a saved run can hold
-(models, losses, tokenizers), so `keras_clip.CLIP.from_preset(RUN_DIR)` and
-`keras.saving.load_model(RUN_DIR + "/model.keras")` need no other import.
+(models, losses, tokenizers) and the checkpoint importers (`pretrained`), so
+`keras_clip.CLIP.from_preset(RUN_DIR)` and
+`keras.saving.load_model(RUN_DIR + "/model.keras")` need no other import, and
+`keras_clip.CLIP.from_preset(CHECKPOINT)` reads pretrained weights.
 
 The `keras-clip` command sets `KERAS_CLIP_LAZY_IMPORT=1` so that `--help`
 imports no backend: the public names are then imported on first use, and
@@ -26,12 +28,14 @@ _PUBLIC = {
     "load_config": "keras_clip.config",
 }
 _SUBPACKAGES = ("config", "data", "eval", "export", "losses", "models", "pretrained", "tokenizers", "train", "utils")
-# Together these register every serializable class a saved run can hold.
-_REGISTERING = ("keras_clip.losses", "keras_clip.tokenizers", "keras_clip.models")
+# Together these register every serializable class a saved run can hold, and
+# (pretrained) the checkpoint loader `CLIP.from_preset` uses.
+_REGISTERING = ("keras_clip.losses", "keras_clip.tokenizers", "keras_clip.models", "keras_clip.pretrained")
 
 
 def register_all():
-    """Imports the modules whose classes a saved run can hold (idempotent)."""
+    """Imports the modules whose classes a saved run can hold, and the
+    checkpoint importers (idempotent)."""
     for module in _REGISTERING:
         importlib.import_module(module)
 

@@ -354,18 +354,41 @@ class CLIP(ContrastiveTraining, keras.Model):
 
     @classmethod
     def from_preset(cls, name_or_path, **overrides):
-        """Builds a model from a named architecture, a YAML file or a run directory.
+        """Builds a model from a named architecture, a YAML file, a run
+        directory or a pretrained checkpoint.
 
         Args:
-            name_or_path: a preset name (`keras_clip.list_presets()`:
-                `"vit-b-32"`, `"vit-b-16"`, `"vit-l-14"`, `"shapes"`, ...), a
-                YAML config path (its `model:` section), or a directory written
-                by `keras-clip train` (loads `model.keras` with its weights).
-            **overrides: model config keys to change. A key that exists in
-                one tower only may be given bare (`vocabulary_size=100`); a key
-                of both towers needs its dotted name (`image_encoder.width=16`).
-                `tokenizer=` attaches a tokenizer.
+            name_or_path: one of
+                - a preset name (`keras_clip.list_presets()`: `"vit-b-32"`,
+                  `"vit-b-16"`, `"vit-l-14"`, `"shapes"`, ...) or a YAML config
+                  path (its `model:` section): a new, randomly initialised model;
+                - a directory written by `keras-clip train` or `keras-clip
+                  convert` (loads `model.keras` with its weights);
+                - a pretrained checkpoint, whatever `keras-clip convert`
+                  accepts: an OpenAI / open_clip state dict (`.pt`, `.bin`,
+                  `.safetensors`), a Hugging Face `CLIPModel` folder, a keras-hub
+                  CLIP preset folder, name (`"clip_vit_base_patch32"`) or
+                  handle (`"kaggle://..."`; keras-hub downloads it). Imported by
+                  `keras_clip.pretrained.load_checkpoint`, with OpenAI's BPE
+                  tokenizer attached when the vocabulary is OpenAI's.
+            **overrides: for a preset name or YAML file, model config keys to
+                change. A key that exists in one tower only may be given bare
+                (`vocabulary_size=100`); a key of both towers needs its dotted
+                name (`image_encoder.width=16`). `tokenizer=` attaches a
+                tokenizer. For a checkpoint: `activation="quick_gelu"` (the
+                default, OpenAI's weights) or `"gelu"` (most LAION weights),
+                used for state dicts, which do not record it; `tokenizer=`
+                (default `"auto"`); `vision_heads=` / `text_heads=`.
+
+        Example:
+        ```python
+        model = keras_clip.CLIP.from_preset("ViT-B-32.pt")  # OpenAI's file
+        model = keras_clip.CLIP.from_preset("laion.safetensors", activation="gelu")
+        ```
         """
-        if presets.is_run_dir(name_or_path):
+        kind = presets.preset_kind(name_or_path)
+        if kind == "run":
             return presets.load_run_model(name_or_path)
+        if kind == "checkpoint":
+            return presets.load_checkpoint_model(name_or_path, **overrides)
         return cls(**presets.clip_arguments_from_preset(name_or_path, **overrides))

@@ -11,7 +11,7 @@ import keras
 import keras_hub
 from keras import ops
 
-from keras_clip.config import DEFAULTS, load_config, merge_config, validate_config
+from keras_clip.config import DEFAULTS, list_presets, load_config, merge_config, validate_config
 from keras_clip.models.text_encoder import TextEncoder
 import keras_clip.tokenizers  # noqa: F401  (registers the tokenizers a saved run holds)
 from keras_clip.tokenizers.base import check_tokenizer
@@ -158,6 +158,70 @@ def clip_arguments_from_preset(name_or_path, tokenizer=None, **overrides):
 
 def is_run_dir(path):
     return isinstance(path, (str, os.PathLike)) and os.path.isdir(path)
+
+
+# `CLIP.from_preset` on a pretrained checkpoint. The importers live in
+# `keras_clip.pretrained`, a layer above this one: it registers its loader
+# here when imported (`import keras_clip` imports it), so models never import it.
+CHECKPOINT_OPTIONS = ("activation", "tokenizer", "vision_heads", "text_heads")
+_checkpoint_loaders = []
+
+
+def register_checkpoint_loader(loader):
+    """Registers `loader(path, **options) -> CLIP`, what `CLIP.from_preset`
+    calls for a checkpoint (`options` among `CHECKPOINT_OPTIONS`); the last
+    one registered is used."""
+    if loader in _checkpoint_loaders:
+        _checkpoint_loaders.remove(loader)
+    _checkpoint_loaders.append(loader)
+
+
+def load_checkpoint_model(path, **options):
+    """A `CLIP` imported from a checkpoint by the registered loader."""
+    unknown = sorted(set(options) - set(CHECKPOINT_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"CLIP.from_preset({os.fspath(path)!r}) loads a pretrained checkpoint, which takes only "
+            f"{list(CHECKPOINT_OPTIONS)}; received {unknown}. Architecture overrides apply to preset "
+            "names and YAML configs."
+        )
+    if not _checkpoint_loaders:
+        raise ImportError(
+            f"CLIP.from_preset({os.fspath(path)!r}) reads checkpoints through keras_clip.pretrained, "
+            "which is not imported yet; `import keras_clip.pretrained` (or `import keras_clip`) first."
+        )
+    return _checkpoint_loaders[-1](os.fspath(path), **options)
+
+
+def _keras_hub_clip_presets():
+    return set(getattr(keras_hub.models.CLIPBackbone, "presets", {}) or {})
+
+
+def preset_kind(source):
+    """What `CLIP.from_preset(source)` loads: `"run"` (a directory with
+    `model.keras` or `config.yaml`), `"checkpoint"` (an existing file other
+    than YAML, another folder, a keras-hub CLIP preset name or a `://`
+    handle) or `"config"` (a keras_clip preset name or YAML file). A
+    path that does not exist is a FileNotFoundError naming it."""
+    if not isinstance(source, (str, os.PathLike)):
+        return "config"
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        has_run = any(os.path.isfile(os.path.join(path, f)) for f in ("model.keras", "config.yaml"))
+        return "run" if has_run else "checkpoint"
+    if os.path.isfile(path):
+        return "config" if path.lower().endswith((".yaml", ".yml")) else "checkpoint"
+    if path in list_presets():
+        return "config"
+    if "://" in path or path in _keras_hub_clip_presets():
+        return "checkpoint"
+    if os.sep in path or "/" in path or os.path.splitext(path)[1]:
+        raise FileNotFoundError(
+            f"CLIP.from_preset: {path!r} does not exist. Pass an existing checkpoint (.pt / .bin / "
+            ".safetensors file, Hugging Face or keras-hub folder), a run directory, a YAML config, or a "
+            f"preset name: {list_presets()} or a keras-hub CLIP preset."
+        )
+    return "config"  # load_config names the known presets
 
 
 def load_run_model(run_dir):

@@ -23,6 +23,17 @@ def special_token_ids(vocabulary_size, end_token_id=None):
     return {"end_token_id": int(end_token_id), "pad_token_id": 0, "start_token_id": start}
 
 
+def default_tokenizer(config):
+    """OpenAI's BPE tokenizer (context length from `config`) when the text
+    tower has OpenAI's vocabulary, else None: what `tokenizer="auto"` picks."""
+    from keras_clip.tokenizers import CLIPTokenizer
+
+    text = config["text_encoder"]
+    if int(text["vocabulary_size"]) != OPENAI_VOCABULARY_SIZE:
+        return None
+    return CLIPTokenizer(context_length=int(text["context_length"]))
+
+
 def check_tokenizer(tokenizer, config):
     """A tokenizer must produce ids the imported text tower can read."""
     if tokenizer is None:
@@ -48,7 +59,10 @@ def check_tokenizer(tokenizer, config):
 def build_clip_for(config, final_layer_norm_epsilon=1e-5, tokenizer=None):
     """An (initialised, not yet loaded) `CLIP` for a `model:` config dict
     with the ids in `config` (`end_token_id`, `pad_token_id`, `start_token_id`),
-    or the tokenizer's when one is given (the model then pools at its end token)."""
+    or the tokenizer's when one is given (the model then pools at its end token).
+    `tokenizer="auto"`: `default_tokenizer(config)`."""
+    if isinstance(tokenizer, str) and tokenizer == "auto":
+        tokenizer = default_tokenizer(config)
     check_tokenizer(tokenizer, config)
     if tokenizer is not None:
         for key in ("end_token_id", "pad_token_id", "start_token_id"):

@@ -71,7 +71,9 @@ def load_checkpoint(
             value used is logged (logger `keras_clip.pretrained`) and returned
             with `return_config=True`.
         tokenizer: optional tokenizer stored in the model (its vocabulary size
-            and context length are checked against the checkpoint).
+            and context length are checked against the checkpoint), or
+            `"auto"`: OpenAI's BPE `CLIPTokenizer` at the checkpoint's context
+            length when the vocabulary is OpenAI's (49,408 ids), else none.
         vision_heads, text_heads: optional ints: attention heads of a state
             dict's towers when not `width // 64`.
         return_config: bool. Also return the `model:` config dict of the
@@ -110,3 +112,29 @@ def load_checkpoint(
         path, kind, config["image_encoder"]["activation"], config["text_encoder"]["activation"],
     )
     return (model, config) if return_config else model
+
+
+def load_for_from_preset(path, activation=None, tokenizer="auto", vision_heads=None, text_heads=None, print_fn=print):
+    """`CLIP.from_preset(CHECKPOINT)`: `load_checkpoint` with OpenAI's
+    tokenizer attached when the vocabulary is OpenAI's (`tokenizer="auto"`),
+    as `keras-clip convert` does, and one line saying which activation was used
+    (`activation=None` means the default, quick_gelu). Registered with
+    `keras_clip.models.presets.register_checkpoint_loader`."""
+    kind = checkpoint_format(path)
+    model, config = load_checkpoint(
+        path, activation=activation or "quick_gelu", tokenizer=tokenizer, vision_heads=vision_heads,
+        text_heads=text_heads, return_config=True,
+    )
+    used = config["image_encoder"]["activation"]
+    if kind == "state_dict":
+        note = "" if activation else (
+            " (the default; state dicts do not record it: pass activation='gelu' for most LAION weights)"
+        )
+    else:
+        note = " (from the checkpoint's config" + (", activation= ignored)" if activation else ")")
+    tokenizer_name = type(model.tokenizer).__name__ if model.tokenizer is not None else "none"
+    print_fn(
+        f"CLIP.from_preset: imported {path} ({kind}): {model.count_params():,} weights, image "
+        f"{model.image_shape[0]} px, activation {used}{note}, tokenizer {tokenizer_name}."
+    )
+    return model

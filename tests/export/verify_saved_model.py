@@ -12,10 +12,17 @@ OUT_PREFIX.json holds the signatures (names, dtypes, shapes), the error of
 each call that raised, the `saved_model_cli show --all` text and the
 top-level packages imported (keras, keras_hub, keras_clip, tf_keras, jax and
 torch are blocked: importing them fails).
+
+A model whose tokenizer is OpenAI's BPE (`CLIPTokenizer`) tokenises with two
+TF Text ops (`RegexSplitWithOffsets`, `NormalizeUTF8`). `import tensorflow_text`
+would import Keras, so their kernels are registered with `tf.load_op_library`
+from TF Text's installed op libraries, as a serving process would.
 """
 
 import base64
 import contextlib
+import glob
+import importlib.util
 import io
 import json
 import os
@@ -42,6 +49,17 @@ def _value(spec, arrays):
     return tf.constant(spec["text"], dtype=tf.string)
 
 
+def register_tf_text_ops():
+    """Loads TF Text's op libraries (not its Python package); their names, or [] without TF Text."""
+    spec = importlib.util.find_spec("tensorflow_text")  # finds, does not import
+    if spec is None or spec.origin is None:
+        return []
+    libraries = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "python", "ops", "_*.so")))
+    for library in libraries:
+        tf.load_op_library(library)
+    return [os.path.basename(library) for library in libraries]
+
+
 def _spec(tensor_spec):
     return {"dtype": tensor_spec.dtype.name, "shape": tensor_spec.shape.as_list()}
 
@@ -64,6 +82,7 @@ def main():
     with open(calls_path) as f:
         calls = json.load(f)["calls"]
     arrays = np.load(arrays_path)
+    tf_text_libraries = register_tf_text_ops()
     loaded = tf.saved_model.load(directory)
 
     signatures = {}
@@ -94,6 +113,7 @@ def main():
         "errors": errors,
         "saved_model_cli": _saved_model_cli(directory),
         "blocked": list(BLOCKED),
+        "tf_text_op_libraries": tf_text_libraries,
         "modules": sorted({m.split(".")[0] for m, module in sys.modules.items() if module is not None}),
     }
     with open(out_prefix + ".json", "w") as f:
