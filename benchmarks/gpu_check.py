@@ -135,7 +135,8 @@ def run_keras(args, model_cfg, batches):
     model = load_checkpoint(args.weights, activation=img["activation"], vision_heads=img["heads"],
                             text_heads=txt["heads"])
     optimizer = keras.optimizers.AdamW(args.learning_rate, weight_decay=0.1, beta_2=0.98, epsilon=1e-6)
-    model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile("auto", model_cfg))
+    model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(
+        {"true": True, "false": False}.get(args.jit_compile, "auto")))
     feeds = [{"images": images, "token_ids": tokens} for images, tokens in batches]
 
     def step(i):
@@ -176,7 +177,11 @@ def run_open_clip(args, model_cfg, batches):
     model = open_clip.model.CLIP(**open_clip_config(model_cfg))
     state = load_file(args.weights)
     state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
-    model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "attn_mask"]  # a buffer open_clip builds itself
+    if missing or unexpected:
+        raise KeyError(f"open_clip's CLIP and the initial weights differ: missing {missing[:5]}, "
+                       f"unexpected {unexpected[:5]}")
     model.to(device).train()
     loss_fn = open_clip.ClipLoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.1, betas=(0.9, 0.98),
@@ -227,6 +232,8 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--distinct-batches", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"],
+                        help="keras_clip's XLA switch (auto: keras_clip.train.optimizer.resolve_jit_compile)")
     parser.add_argument("--timeout", type=int, default=115, help="seconds per variant (4 variants fit the 480 s of gpu_check.sh)")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny model, batch 8, 2 + 3 steps, on CPU: checks the script, not a GPU")
@@ -257,7 +264,7 @@ def main():
                    "--model-json", json.dumps(model_cfg), "--batch-size", str(args.batch_size),
                    "--warmup", str(args.warmup), "--steps", str(args.steps), "--precision", args.precision,
                    "--learning-rate", str(args.learning_rate), "--distinct-batches", str(args.distinct_batches),
-                   "--seed", str(args.seed)]
+                   "--seed", str(args.seed), "--jit-compile", args.jit_compile]
             try:
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:

@@ -57,7 +57,7 @@ def run_current_backend(config_name, batch_size, steps, jit_compile, matmul_size
     config = load_config(config_name)
     model_cfg = config["model"]
     model = build_clip(model_cfg)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=resolve_jit_compile(jit_compile, model_cfg))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=resolve_jit_compile(jit_compile))
     rng = np.random.default_rng(0)
     size = model_cfg["image_encoder"]["image_size"]
     vocab = model_cfg["text_encoder"]["vocabulary_size"]

@@ -31,7 +31,7 @@ def make_optimizer(training_config, steps):
     return optimizer
 
 
-def resolve_jit_compile(value, model_config=None):
+def resolve_jit_compile(value):
     """`"auto"`: XLA on JAX (without it JAX runs op by op), off on TensorFlow and
     PyTorch, where on CPU the small models here train faster without it
     (benchmarks/train_throughput.py measures both)."""
