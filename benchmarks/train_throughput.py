@@ -45,18 +45,19 @@ def _time(fn, repeats):
     return (time.perf_counter() - start) / repeats
 
 
-def run_current_backend(config_name, batch_size, steps, jit_compile):
+def run_current_backend(config_name, batch_size, steps, jit_compile, matmul_size=1024):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import numpy as np
 
     from keras_clip.config import load_config
     from keras_clip.models.builder import build_clip
+    from keras_clip.train.optimizer import resolve_jit_compile
 
     config = load_config(config_name)
     model_cfg = config["model"]
     model = build_clip(model_cfg)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=jit_compile)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=resolve_jit_compile(jit_compile))
     rng = np.random.default_rng(0)
     size = model_cfg["image_encoder"]["image_size"]
     vocab = model_cfg["text_encoder"]["vocabulary_size"]
@@ -71,7 +72,7 @@ def run_current_backend(config_name, batch_size, steps, jit_compile):
     infer_s = _time(lambda: model.predict_on_batch(batch), steps)
 
     # float32 matmul peak of this process/backend: a jit-compiled square matmul.
-    n = 1024
+    n = matmul_size
     a = keras.ops.convert_to_tensor(rng.standard_normal((n, n)).astype("float32"))
     matmul = keras.ops.matmul
     if keras.backend.backend() == "jax":
@@ -86,6 +87,7 @@ def run_current_backend(config_name, batch_size, steps, jit_compile):
     flops = clip_forward_flops(model_cfg)
     return {
         "backend": keras.backend.backend(),
+        "jit_compile": bool(model.jit_compile),
         "config": config_name,
         "batch_size": batch_size,
         "train_pairs_per_s": batch_size / train_s,
