@@ -35,6 +35,7 @@ def _config(args):
     return load_config(args.config, {
         "data": {"train_examples": steps_per_epoch * args.batch_size},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size},
+        **({} if args.with_eval else {"eval": {"every_epochs": 0}}),
     })
 
 
@@ -102,6 +103,9 @@ def main():
     p.add_argument("--steps", type=int, default=300, help="optimizer steps in all (default 300)")
     p.add_argument("--epochs", type=int, default=6, help="epochs they are split into (default 6)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--with-eval", action="store_true",
+                   help="keep the config's evaluation every eval.every_epochs epochs (and after the last) inside "
+                        "the fit side; by default it is off, so that both sides do the same training work")
     p.add_argument("--backends", default=None, help="'all' or a comma list: one child process per backend")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -118,6 +122,7 @@ def main():
     raw_s, raw_steps = _raw_seconds(config)
     assert fit_steps == raw_steps, (fit_steps, raw_steps)
     result = {"backend": keras.backend.backend(), "config": args.config, "steps": fit_steps, "epochs": args.epochs,
+              "with_eval": bool(args.with_eval),
               "fit_s": round(fit_s, 3), "raw_s": round(raw_s, 3), "ratio": round(fit_s / raw_s, 4)}
     if args.json:
         print(json.dumps(result))
