@@ -73,3 +73,10 @@ def test_run_config_gets_the_resolved_values(tmp_path):
     assert (shapes["training"]["learning_rate"], shapes["training"]["epochs"]) == (0.002, 20)
     same, notes = resolve_auto_settings(load_config("shapes", {"training": {"epochs": 2, "learning_rate": 0.01}}))
     assert (same["training"]["learning_rate"], same["training"]["epochs"], notes) == (0.01, 2, {})
+
+
+def test_make_optimizer_refuses_an_unresolved_learning_rate():
+    from keras_clip.train.optimizer import make_optimizer
+
+    with pytest.raises(ValueError, match="received 'auto'.*resolve_training"):
+        make_optimizer(_training(), 100)
