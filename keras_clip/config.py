@@ -61,8 +61,9 @@ DEFAULTS = {
     },
     "training": {
         "batch_size": 128,
-        "epochs": 10,
-        "learning_rate": 1e-3,
+        # "auto": chosen from the batch size and the data size (keras_clip/train/defaults.py).
+        "epochs": "auto",
+        "learning_rate": "auto",
         "weight_decay": 0.1,
         "warmup_fraction": 0.05,
         "seed": 0,

@@ -16,7 +16,13 @@ def make_optimizer(training_config, steps):
     (`keras_clip.models.dense_gradients`), so that every backend takes the
     same step.
     """
-    lr = float(training_config["learning_rate"])
+    lr = training_config["learning_rate"]
+    if lr is None or isinstance(lr, str):
+        raise ValueError(
+            f"make_optimizer needs a number for training.learning_rate; received {lr!r}. Choose the automatic "
+            "value first with keras_clip.train.defaults.resolve_training (train() does), or set one."
+        )
+    lr = float(lr)
     warmup = int(round(training_config["warmup_fraction"] * steps))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else lr,

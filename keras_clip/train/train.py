@@ -18,6 +18,7 @@ from keras_clip.data.config_sources import describe, train_source
 from keras_clip.eval.run import evaluate_sets, evaluation_sets, training_evaluation
 from keras_clip.models.builder import build_clip
 from keras_clip.tokenizers import CaptionTokenizer
+from keras_clip.train import defaults as auto_defaults
 from keras_clip.train import distribution, guard
 from keras_clip.train.init import apply_locks, init_model
 from keras_clip.train.loop import fit_epochs
@@ -51,6 +52,8 @@ def check_training_settings(config):
     training = config["training"]
     for key, low in (("epochs", 1), ("batch_size", 2)):
         value = training[key]
+        if key == "epochs" and auto_defaults.is_auto(value):
+            continue  # chosen from the data size by resolve_auto_settings
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"training.{key} must be an integer; received {value!r}.")
         if value < low:
@@ -66,6 +69,29 @@ def _check_enough_data(source, num_records, batch_size):
             f"records, fewer than one batch (training.batch_size={batch_size}); a contrastive step needs a "
             f"full batch: lower --batch-size to at most {num_records} or add data."
         )
+
+
+# --- Automatic settings (keras_clip/train/defaults.py) -----------------------
+def resolve_auto_settings(config):
+    """`config` with its `auto` learning rate and epochs replaced by the
+    chosen values, and {key: how it was chosen} for those. Runs before the
+    run directory is checked, so a resumed or continued run compares (and
+    config.yaml records) the values actually used."""
+    training = config["training"]
+    if not any(auto_defaults.is_auto(training.get(k)) for k in ("learning_rate", "epochs")):
+        return config, {}
+    builtin = not config["data"]["train"]
+    if builtin:
+        num_records = int(config["data"]["train_examples"])
+    else:
+        source = train_source(config)
+        num_records = source.num_records
+        if num_records is None:
+            num_records = len(source.captions())
+    values, notes = auto_defaults.resolve_training(training, num_records, builtin=builtin)
+    config = {**config, "training": {**training, **values}}
+    return config, notes
+# --- end of the automatic settings block ---------------------------------------
 
 
 def _verbose(verbose):
@@ -102,6 +128,8 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
     """
     config = absolute_data_paths(load_config(config, overrides))
     check_training_settings(config)
+    config, auto_notes = resolve_auto_settings(config)
+    check_training_settings(config)
     verbose = _verbose(verbose)
     print_fn = print if verbose else (lambda *_: None)
     with guard.RunLock(output_dir, print_fn):
@@ -110,11 +138,12 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
             os.makedirs(output_dir, exist_ok=True)
             save_config(config, os.path.join(output_dir, CONFIG_FILE))  # read back by a resumed run
         with distribution.scope(config["training"]):  # data parallel, when training.distribution asks
-            return _train(config, output_dir, verbose, callbacks, print_fn)
+            return _train(config, output_dir, verbose, callbacks, print_fn, auto_notes)
 
 
-def _train(config, output_dir, verbose, callbacks, print_fn):
+def _train(config, output_dir, verbose, callbacks, print_fn, auto_notes=None):
     data_cfg, training = config["data"], config["training"]
+    print_fn(auto_defaults.describe_choice(training, auto_notes or {}, training["warmup_fraction"]))
     keras.utils.set_random_seed(int(training["seed"]))
     if training["mixed_precision"]:
         keras.mixed_precision.set_dtype_policy(training["mixed_precision"])
@@ -176,6 +205,8 @@ def _train(config, output_dir, verbose, callbacks, print_fn):
         "train_records": num_records,  # image-caption records the training data lists, bad ones included
         "train_records_skipped": skipped["skipped"],  # distinct bad records skipped over the run
         "bad_records": skipped,
+        "learning_rate": float(training["learning_rate"]),
+        "auto": dict(auto_notes or {}),  # the settings chosen automatically, and how
     }
     metrics.update(_run_summary(model, history, train_seconds, epochs, **extra))
     if output_dir:

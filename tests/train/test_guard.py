@@ -12,6 +12,12 @@ import pytest
 from keras_clip.config import load_config, save_config
 from keras_clip.train import guard, train
 from keras_clip.train.loop import resumed_epoch
+from keras_clip.train.train import resolve_auto_settings
+
+
+def _resolved(name, overrides):
+    """The config as `train` hands it to the guard: `auto` values chosen."""
+    return resolve_auto_settings(load_config(name, overrides))[0]
 
 TINY = {
     "training": {"epochs": 1, "batch_size": 16},
@@ -70,19 +76,19 @@ def _killed_run(tmp_path, overrides):
     """A run directory as a run killed after epoch 1 leaves it (state only)."""
     run = tmp_path / "killed"
     (run / "backup").mkdir(parents=True)
-    save_config(load_config("shapes", overrides), str(run / "config.yaml"))
+    save_config(_resolved("shapes", overrides), str(run / "config.yaml"))
     (run / "backup" / "state.json").write_text(json.dumps({"next_epoch": 1}))
     return str(run)
 
 
 def test_resume_with_changed_settings_lists_each_change(tmp_path):
     run = _killed_run(tmp_path, _with(3))
-    assert guard.prepare(run, load_config("shapes", _with(3))) == "resume"
+    assert guard.prepare(run, _resolved("shapes", _with(3))) == "resume"
     # Evaluation settings do not change the weights: still a resume.
-    assert guard.prepare(run, load_config("shapes", {**_with(3), "eval": {"every_epochs": 1}})) == "resume"
+    assert guard.prepare(run, _resolved("shapes", {**_with(3), "eval": {"every_epochs": 1}})) == "resume"
     changed = {**_with(4, learning_rate=0.01, seed=5), "model": {"embed_dim": 32}}
     with pytest.raises(guard.RunDirectoryError) as error:
-        guard.prepare(run, load_config("shapes", changed))
+        guard.prepare(run, _resolved("shapes", changed))
     message = str(error.value)
     for part in ("training.epochs: 3 -> 4", "training.learning_rate: 0.002 -> 0.01", "training.seed: 0 -> 5",
                  "model.embed_dim: 64 -> 32"):
