@@ -206,6 +206,7 @@ def _tensorflow_step(model, data):
     image = tf.reshape(images.stack(), tf.concat([[-1], tf.shape(images.read(0))[1:]], 0))
     text = tf.reshape(texts.stack(), tf.concat([[-1], tf.shape(texts.read(0))[1:]], 0))
     final = [tf.identity(v.value) for v in states]
+    scalars = _scalars(model)  # read before the update, as the unsplit step's outputs are
 
     weights = model.trainable_variables
     with tf.GradientTape() as tape:  # 2. loss over all B, gradient to the cache
@@ -235,7 +236,7 @@ def _tensorflow_step(model, data):
 
     model._loss_tracker.update_state(loss, sample_weight=tf.shape(image)[0])
     model.optimizer.apply_gradients(zip(grads, weights))
-    y_pred = {**_scalars(model), "image_embeddings": image, "text_embeddings": text}
+    y_pred = {**scalars, "image_embeddings": image, "text_embeddings": text}
     return model.compute_metrics(x, y, y_pred, sample_weight)
 
 
