@@ -3,11 +3,16 @@
 import keras
 
 
-def _full_mode():
-    # The mode object `keras.RematScope(mode="full")` gives the layers built
-    # inside it (Keras 3.15 keeps it in `Operation._remat_mode`).
-    with keras.RematScope(mode="full"):
-        return keras.layers.Identity()._remat_mode
+def _remat_call(call):
+    """`call(x, training=...)` with `x` rematerialised: `keras.remat` gets
+    the block input only (TensorFlow's `tf.recompute_grad` refuses keyword
+    arguments in graphs, which is why Keras' own `RematScope` path, passing
+    `training=` through, fails in a compiled TensorFlow step)."""
+
+    def wrapped(x, training=None, **kwargs):
+        return keras.remat(lambda inputs: call(inputs, training=training, **kwargs))(x)
+
+    return wrapped
 
 
 def transformer_blocks(model):
@@ -47,7 +52,10 @@ def set_remat(model, enabled=True):
             f"remat=True found no transformer blocks (`encoder_layers`) in the towers of "
             f"{type(model).__name__}; it applies to keras-hub CLIP encoders."
         )
-    mode = _full_mode() if enabled else None
     for block in blocks:
-        block._remat_mode = mode
+        if "call" in vars(block):  # undo an earlier set_remat
+            del block.call
+        if enabled:
+            block.call = _remat_call(block.call)
+        block.remat = enabled
     return len(blocks)
