@@ -21,6 +21,8 @@ def _step(weights, remat):
     return logs, model
 
 
+# Eager steps: ~10 s on PyTorch; 1-3 min on TensorFlow / JAX on a loaded CPU (slow stage).
+@(pytest.mark.slow if keras.backend.backend() != "torch" else (lambda f: f))
 def test_remat_step_equals_the_plain_step():
     keras.utils.set_random_seed(0)
     start = tiny_clip().get_weights()
