@@ -23,6 +23,7 @@ DEFAULTS = {
             "heads": 12,
             "mlp_dim": 3072,
             "activation": "quick_gelu",
+            "patch_dropout": 0.0,
         },
         "text_encoder": {
             "vocabulary_size": 49408,
@@ -72,6 +73,7 @@ DEFAULTS = {
         "lock": {"image": None, "text": None},
         "micro_batches": 1,
         "distribution": None,  # or data_parallel, or {name: data_parallel, layout: local}; see train/distribution.py
+        "remat": False,
     },
     "loss": {"name": "infonce"},
     "eval": {"batch_size": 256, "every_epochs": 5, "max_examples": 1000},

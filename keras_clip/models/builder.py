@@ -7,14 +7,16 @@ from keras_clip.models.presets import (  # noqa: F401  (public here too)
     vit_image_encoder,
 )
 from keras_clip.models.presets import clip_arguments
+from keras_clip.models.remat import set_remat
 
 
-def build_clip(model_config, tokenizer=None):
+def build_clip(model_config, tokenizer=None, remat=False):
     """A `CLIP` from a `model:` config dict (merged over the defaults).
 
     With a tokenizer (any `keras_clip.tokenizers.Tokenizer`), the text
     vocabulary size, context length and special token ids come from it, and
-    it is stored in the model.
+    it is stored in the model. `remat=True` rematerialises the towers'
+    transformer blocks in training (`keras_clip.models.remat.set_remat`).
 
     Example:
     ```python
@@ -22,7 +24,9 @@ def build_clip(model_config, tokenizer=None):
     model = build_clip(config["model"])
     ```
     """
-    return CLIP(**clip_arguments(model_config, tokenizer=tokenizer))
+    model = CLIP(**clip_arguments(model_config, tokenizer=tokenizer))
+    set_remat(model, remat)
+    return model
 
 
 def clip_from_preset(name_or_path, **overrides):

@@ -163,19 +163,50 @@ def train_step(model, *args):
 
 
 # ------------------------------------------------------------------ TensorFlow
+def _scalars(model):
+    """The per-step (not per-example) outputs the metrics read."""
+    out = {"logit_scale": model.logit_scale()}
+    if model.logit_scale.logit_bias is not None:
+        out["logit_bias"] = model.logit_scale.bias()
+    return out
+
+
 def _tensorflow_step(model, data):
+    # Both passes are `tf.while_loop`s with parallel_iterations=1: as an
+    # unrolled Python loop, the graph executor ran the chunks' independent
+    # encodings side by side and held every chunk's activations at once.
     import tensorflow as tf
 
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    chunks, size = split(x, model.micro_batches)
+    k_chunks = model.micro_batches
+    _, size = split(x, k_chunks)  # the divisibility check and its error
+    chunks = keras.tree.map_structure(
+        lambda v: tf.reshape(v, tf.concat([[k_chunks, -1], tf.shape(v)[1:]], 0)), x
+    )
+
+    def chunk_at(k):
+        return keras.tree.map_structure(lambda v: v[k], chunks)
+
     states = model.non_trainable_variables
-    saved, outputs = [], []
-    for chunk in chunks:  # 1. encode without gradients
-        saved.append([tf.identity(v.value) for v in states])
-        outputs.append(model(chunk, training=True))
-    image = tf.stop_gradient(tf.concat([o["image_embeddings"] for o in outputs], 0))
-    text = tf.stop_gradient(tf.concat([o["text_embeddings"] for o in outputs], 0))
+    saved = [tf.TensorArray(v.dtype, size=k_chunks, element_shape=v.shape) for v in states]
+
+    def encode(k, saved, images, texts):  # 1. encode without gradients
+        saved = [ta.write(k, v.value) for ta, v in zip(saved, states)]
+        with tf.control_dependencies([ta.flow for ta in saved]):
+            out = model(chunk_at(k), training=True)
+        images = images.write(k, tf.stop_gradient(out["image_embeddings"]))
+        texts = texts.write(k, tf.stop_gradient(out["text_embeddings"]))
+        return k + 1, saved, images, texts
+
+    cache = [tf.TensorArray(model.compute_dtype, size=k_chunks) for _ in range(2)]
+    _, saved, images, texts = tf.while_loop(
+        lambda k, *_: k < k_chunks, encode, (tf.constant(0), saved, *cache), parallel_iterations=1
+    )
+    saved = [ta.stack() for ta in saved]
+    image = tf.reshape(images.stack(), tf.concat([[-1], tf.shape(images.read(0))[1:]], 0))
+    text = tf.reshape(texts.stack(), tf.concat([[-1], tf.shape(texts.read(0))[1:]], 0))
     final = [tf.identity(v.value) for v in states]
+    scalars = _scalars(model)  # read before the update, as the unsplit step's outputs are
 
     weights = model.trainable_variables
     with tf.GradientTape() as tape:  # 2. loss over all B, gradient to the cache
@@ -183,40 +214,63 @@ def _tensorflow_step(model, data):
         loss = objective(model, x, y, image, text)
         scaled = model.optimizer.scale_loss(loss)
     *grads, d_image, d_text = tape.gradient(scaled, [*weights, image, text])
-    grads = densify_gradients(grads)
+    grads = [tf.zeros_like(w) if g is None else g for w, g in zip(weights, densify_gradients(grads))]
+    d_image = tf.reshape(d_image, tf.concat([[k_chunks, -1], tf.shape(d_image)[1:]], 0))
+    d_text = tf.reshape(d_text, tf.concat([[k_chunks, -1], tf.shape(d_text)[1:]], 0))
 
-    for k, chunk in enumerate(chunks):  # 3. re-encode, back-propagate the cache
-        for v, value in zip(states, saved[k]):
-            v.assign(value)
-        with tf.GradientTape() as tape:
-            out = model(chunk, training=True)
-            surrogate = tf.reduce_sum(out["image_embeddings"] * d_image[k * size : (k + 1) * size])
-            surrogate += tf.reduce_sum(out["text_embeddings"] * d_text[k * size : (k + 1) * size])
-        grads = _add(grads, densify_gradients(tape.gradient(surrogate, weights)))
+    def backward(k, grads):  # 3. re-encode from the saved state, back-propagate the cache
+        restore = [v.assign(value[k]) for v, value in zip(states, saved)]
+        with tf.control_dependencies(restore):
+            with tf.GradientTape() as tape:
+                out = model(chunk_at(k), training=True)
+                surrogate = tf.reduce_sum(out["image_embeddings"] * d_image[k])
+                surrogate += tf.reduce_sum(out["text_embeddings"] * d_text[k])
+        chunk_grads = densify_gradients(tape.gradient(surrogate, weights))
+        return k + 1, [t if g is None else t + g for t, g in zip(grads, chunk_grads)]
+
+    _, grads = tf.while_loop(
+        lambda k, _: k < k_chunks, backward, (tf.constant(0), grads), parallel_iterations=1
+    )
     for v, value in zip(states, final):
         v.assign(value)
 
     model._loss_tracker.update_state(loss, sample_weight=tf.shape(image)[0])
     model.optimizer.apply_gradients(zip(grads, weights))
-    return model.compute_metrics(x, y, _metrics_pred(outputs, image, text), sample_weight)
+    y_pred = {**scalars, "image_embeddings": image, "text_embeddings": text}
+    return model.compute_metrics(x, y, y_pred, sample_weight)
 
 
 # ------------------------------------------------------------------------- JAX
+def _stacked(x, micro_batches):
+    """The input dict as (K, B/K, ...) arrays: the chunks a `lax.scan` runs over."""
+    batch = _batch_size(x)
+    split(x, micro_batches)  # the divisibility check and its error
+    size = batch // micro_batches
+    return keras.tree.map_structure(
+        lambda v: v.reshape((micro_batches, size) + tuple(v.shape[1:])), x
+    ), size
+
+
 def _jax_step(model, state, data):
+    # Both passes are `jax.lax.scan`s over the stacked chunks: XLA runs one
+    # chunk at a time and keeps only the carry (the state, the summed
+    # gradients) between them, so the step holds one chunk's activations. As
+    # unrolled Python loops the compiled program kept every chunk's alive.
     import jax
 
     trainable, non_trainable, optimizer_vars, metrics_vars = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    chunks, size = split(x, model.micro_batches)
-    saved, outputs = [], []
-    for chunk in chunks:  # 1. encode without gradients; keep each chunk's state
-        saved.append(non_trainable)
-        out, non_trainable = model.stateless_call(
-            trainable, non_trainable, chunk, training=True
-        )
-        outputs.append(out)
-    image = jax.lax.stop_gradient(jax.numpy.concatenate([o["image_embeddings"] for o in outputs]))
-    text = jax.lax.stop_gradient(jax.numpy.concatenate([o["text_embeddings"] for o in outputs]))
+    chunks, size = _stacked(x, model.micro_batches)
+
+    def encode(states, chunk):  # 1. encode without gradients; keep each chunk's state
+        out, new_states = model.stateless_call(trainable, states, chunk, training=True)
+        new_states = [n.astype(s.dtype) for n, s in zip(new_states, states)]
+        return new_states, (states, out)
+
+    non_trainable, (saved, stacked_out) = jax.lax.scan(encode, list(non_trainable), chunks)
+    image = jax.lax.stop_gradient(stacked_out["image_embeddings"].reshape((-1,) + stacked_out["image_embeddings"].shape[2:]))
+    text = jax.lax.stop_gradient(stacked_out["text_embeddings"].reshape((-1,) + stacked_out["text_embeddings"].shape[2:]))
+    outputs = [keras.tree.map_structure(lambda v: v[0], stacked_out)]
 
     state_mapping = list(zip(model.non_trainable_variables, non_trainable))
     optimizer_mapping = list(zip(model.optimizer.variables, optimizer_vars))
@@ -233,17 +287,20 @@ def _jax_step(model, state, data):
         loss_fn, argnums=(0, 1, 2), has_aux=True
     )(trainable, image, text)
 
-    for k, chunk in enumerate(chunks):  # 3. re-encode from the saved state
+    def backward(total, inputs):  # 3. re-encode from the saved state
+        chunk, chunk_state, d_image_k, d_text_k = inputs
 
-        def embed(trainable_values, chunk=chunk, state=saved[k]):
-            out, _ = model.stateless_call(trainable_values, state, chunk, training=True)
+        def embed(trainable_values):
+            out, _ = model.stateless_call(trainable_values, chunk_state, chunk, training=True)
             return out["image_embeddings"], out["text_embeddings"]
 
         _, vjp = jax.vjp(embed, trainable)
-        (chunk_grads,) = vjp(
-            (d_image[k * size : (k + 1) * size], d_text[k * size : (k + 1) * size])
-        )
-        grads = _add(grads, chunk_grads)
+        (chunk_grads,) = vjp((d_image_k, d_text_k))
+        return [t + g.astype(t.dtype) for t, g in zip(total, chunk_grads)], None
+
+    k = model.micro_batches
+    cache = (d_image.reshape((k, size) + d_image.shape[1:]), d_text.reshape((k, size) + d_text.shape[1:]))
+    grads, _ = jax.lax.scan(backward, list(grads), (chunks, saved, *cache))
 
     trainable, optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
     logs, metrics_vars = model._update_metrics_variables(

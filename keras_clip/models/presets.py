@@ -13,18 +13,28 @@ from keras import ops
 
 from keras_clip.config import DEFAULTS, list_presets, load_config, merge_config, validate_config
 from keras_clip.models.text_encoder import TextEncoder
+from keras_clip.models.vision_encoder import VisionEncoder
 import keras_clip.tokenizers  # noqa: F401  (registers the tokenizers a saved run holds)
 from keras_clip.tokenizers.base import check_tokenizer
 
 
-def vit_image_encoder(image_size, patch_size, width, layers, heads, mlp_dim, activation="quick_gelu", dtype=None):
-    """OpenAI CLIP's ViT (keras-hub's `CLIPVisionEncoder`): `(B, S, S, 3)` -> `(B, 1 + P, width)`."""
+def vit_image_encoder(
+    image_size, patch_size, width, layers, heads, mlp_dim, activation="quick_gelu", dtype=None, patch_dropout=0.0,
+):
+    """OpenAI CLIP's ViT (keras-hub's `CLIPVisionEncoder`): `(B, S, S, 3)` -> `(B, 1 + P, width)`.
+
+    With `patch_dropout > 0`, its subclass `keras_clip.models.VisionEncoder`,
+    which drops that fraction of the patch tokens in training (FLIP)."""
     if image_size % patch_size:
         raise ValueError(
             f"image_size={image_size} is not a multiple of patch_size={patch_size}; "
             "pick sizes that tile the image exactly."
         )
-    return keras_hub.models.CLIPVisionEncoder(
+    cls, extra = keras_hub.models.CLIPVisionEncoder, {}
+    if patch_dropout:
+        cls, extra = VisionEncoder, {"patch_dropout": patch_dropout}
+    return cls(
+        **extra,
         patch_size=patch_size,
         hidden_dim=width,
         num_layers=layers,

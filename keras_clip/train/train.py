@@ -17,6 +17,7 @@ from keras_clip.data import BadRecordLogger, BadRecordReport
 from keras_clip.data.config_sources import describe, train_source
 from keras_clip.eval.run import evaluate_sets, evaluation_sets, training_evaluation
 from keras_clip.models.builder import build_clip
+from keras_clip.models.remat import set_remat
 from keras_clip.tokenizers import CaptionTokenizer
 from keras_clip.train import defaults as auto_defaults
 from keras_clip.train import distribution, guard
@@ -158,6 +159,7 @@ def _train(config, output_dir, verbose, callbacks, print_fn, auto_notes=None):
         tokenizer = corpus_tokenizer(source, config["model"]["text_encoder"]["context_length"])
         model = build_clip(config["model"], tokenizer=tokenizer)
     apply_locks(model, training["lock"], print_fn)
+    set_remat(model, training["remat"])
     loss = clip_losses.get(config["loss"])
     batch_size, epochs, seed = int(training["batch_size"]), int(training["epochs"]), int(training["seed"])
     num_records = source.num_records
