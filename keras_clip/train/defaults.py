@@ -39,9 +39,11 @@ def _check(key, value):
         return
     if key == "epochs":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"training.epochs must be an integer or 'auto'; received {value!r}.")
+            raise ValueError(f"Config key 'training.epochs' must be an integer or 'auto' (the default); received {value!r}.")
     elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"training.learning_rate must be a positive number or 'auto'; received {value!r}.")
+        raise ValueError(
+            f"Config key 'training.learning_rate' must be a positive number or 'auto' (the default); received {value!r}."
+        )
 
 
 def auto_learning_rate(batch_size):

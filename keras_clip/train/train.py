@@ -56,7 +56,8 @@ def check_training_settings(config):
         if key == "epochs" and auto_defaults.is_auto(value):
             continue  # chosen from the data size by resolve_auto_settings
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"training.{key} must be an integer; received {value!r}.")
+            also = " or 'auto' (the default)" if key == "epochs" else ""
+            raise ValueError(f"Config key 'training.{key}' must be an integer{also}; received {value!r}.")
         if value < low:
             why = "a run needs at least one epoch" if key == "epochs" else "a contrastive batch needs negatives"
             raise ValueError(f"training.{key} must be >= {low} ({why}); received {value}.")

@@ -30,7 +30,8 @@ def test_save_run_round_trip(open_clip, torch, tmp_path):
     assert sorted(os.listdir(run_dir)) == ["config.yaml", "import.json", "model.keras"]
 
     saved = load_config(os.path.join(run_dir, "config.yaml"))
-    assert saved["model"]["image_encoder"] == config["image_encoder"]
+    # The saved config is the import's, completed with the defaults of keys it does not set.
+    assert saved["model"]["image_encoder"] == {"patch_dropout": 0.0, **config["image_encoder"]}
     assert saved["model"]["text_encoder"] == config["text_encoder"]
     assert saved["model"]["end_token_id"] == 49407
     with open(os.path.join(run_dir, "config.yaml")) as f:

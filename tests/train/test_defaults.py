@@ -43,7 +43,7 @@ def test_builtin_shapes_set_keeps_the_recipe():
 
 @pytest.mark.parametrize("key, value", [("epochs", "10"), ("epochs", 2.5), ("learning_rate", -1.0), ("learning_rate", "fast")])
 def test_bad_values_are_named(key, value):
-    with pytest.raises(ValueError, match=f"training.{key} .*received {value!r}"):
+    with pytest.raises(ValueError, match=f"training.{key}' .*or 'auto' .*received {value!r}"):
         d.resolve_training(_training(**{key: value}), num_records=1_000)
 
 

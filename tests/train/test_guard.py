@@ -134,7 +134,7 @@ def test_diverging_run_stops_and_saves_nothing(tmp_path):
     "training, match",
     [({"epochs": -2}, r"training.epochs must be >= 1 .*received -2"),
      ({"batch_size": 0}, r"training.batch_size must be >= 2 .*received 0"),
-     ({"epochs": "abc"}, r"training.epochs' must be an integer \(default 10\); received 'abc'")],
+     ({"epochs": "abc"}, r"training.epochs' must be an integer or 'auto' \(the default\); received 'abc'")],
 )
 def test_settings_that_train_nothing_are_refused_before_any_work(tmp_path, training, match):
     with pytest.raises((TypeError, ValueError), match=match):
