@@ -137,4 +137,5 @@ def test_defaults_learn_a_file_set_not_tuned_for(name, write, min_top1, tmp_path
     assert "(auto:" in printed  # the chosen values are printed at the start
     assert metrics["auto"] and set(metrics["auto"]) >= {"learning_rate", "epochs"}
     assert metrics["train_records_skipped"] >= 2
-    assert metrics["zero_shot_top1"] >= min_top1 and metrics["zero_shot_top1"] > 10 * metrics["chance_top1"], metrics
+    # 10x chance is unreachable with 10 classes (chance 0.1): at least 5x chance, and the set's floor.
+    assert metrics["zero_shot_top1"] >= min_top1 and metrics["zero_shot_top1"] > 5 * metrics["chance_top1"], metrics
