@@ -180,3 +180,29 @@ def make_dataset(
         to_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def tokenize_all(captions, tokenizer, chunk=1024):
+    """int32 numpy (N, T): every caption's token ids, through the same tf.data
+    map a pipeline would run (so the ids are exactly the in-pipeline ones)."""
+    captions = np.asarray(_as_caption_list(captions), dtype=object)
+    dataset = tf.data.Dataset.from_tensor_slices(captions).batch(chunk).map(
+        lambda batch: tf.cast(tokenizer(batch), tf.int32)
+    )
+    return np.concatenate(list(dataset.as_numpy_iterator()), axis=0)
+
+
+def pretokenized_dataset(images, token_ids, batch_size, labels=None):
+    """Batches of `{"images": float32, "token_ids": int32[, "labels"]}` in the
+    given order, the last partial batch dropped: what `make_dataset(...,
+    shuffle=False)` yields, from ids tokenized once (`tokenize_all`), so a
+    new epoch's dataset traces no tokenizer."""
+    columns = {"images": np.asarray(images), "token_ids": np.asarray(token_ids, dtype=np.int32)}
+    if labels is not None:
+        columns["labels"] = np.asarray(labels).astype(np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices(columns).batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(
+        lambda batch: {**batch, "images": tf.cast(batch["images"], tf.float32)},
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -21,10 +21,30 @@ from keras_clip.utils.backend import densify_gradients
 
 
 class DenseGradients:
-    """Optimizer mixin: densify `tf.IndexedSlices` before the update."""
+    """Optimizer mixin: densify `tf.IndexedSlices` before the update, and
+    evaluate the learning-rate schedule once per step.
+
+    Keras reads `optimizer.learning_rate` once per variable in TensorFlow's
+    weight decay, so a schedule (warmup then cosine: a `tf.cond`) was traced
+    and run once per variable, about 190 times per step for the `shapes`
+    model: a third of the step's trace time. Within one `apply` the iteration
+    count does not change until the end, so every read sees the same value;
+    it is computed once and reused.
+    """
+
+    _step_learning_rate = None
 
     def apply(self, grads, trainable_variables=None):
-        return super().apply(densify_gradients(list(grads)), trainable_variables)
+        self._step_learning_rate = super()._get_current_learning_rate()
+        try:
+            return super().apply(densify_gradients(list(grads)), trainable_variables)
+        finally:
+            self._step_learning_rate = None
+
+    def _get_current_learning_rate(self):
+        if self._step_learning_rate is not None:
+            return self._step_learning_rate
+        return super()._get_current_learning_rate()
 
 
 _SUBCLASSES = {}
@@ -45,4 +65,10 @@ def dense_gradient_optimizer(optimizer):
         return optimizer
     if optimizer.built:
         return optimizer
-    return _dense_class(type(optimizer)).from_config(optimizer.get_config())
+    dense = _dense_class(type(optimizer)).from_config(optimizer.get_config())
+    # `exclude_from_weight_decay` is not part of an optimizer's config: carry
+    # it over, or biases, norms, embeddings and the temperature would decay.
+    for name in ("_exclude_from_weight_decay", "_exclude_from_weight_decay_pattern"):
+        if hasattr(optimizer, name):
+            setattr(dense, name, getattr(optimizer, name))
+    return dense

@@ -61,12 +61,19 @@ class EpochBackup(keras.callbacks.Callback):
     """Writes the resume state after every epoch; with `restore`, loads it
     when the first `fit` begins (the optimizer is built by then, so its
     moments come back too). Later `fit` calls of the run go on from the
-    weights in memory."""
+    weights in memory.
 
-    def __init__(self, directory, restore=False):
+    With a `checkpoint_pattern` (a path with `{epoch:03d}`), the epoch's
+    weights are saved once, to that per-epoch checkpoint, and the resume
+    copy is a file copy of it: Keras' `save_weights` walks every layer and
+    costs far more than copying the file it wrote.
+    """
+
+    def __init__(self, directory, restore=False, checkpoint_pattern=None):
         super().__init__()
         self.directory = directory
         self.restore = restore
+        self.checkpoint_pattern = checkpoint_pattern
 
     @property
     def weights_path(self):
@@ -87,7 +94,13 @@ class EpochBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.directory, exist_ok=True)
         partial = os.path.join(self.directory, "partial.weights.h5")
-        self.model.save_weights(partial)
+        if self.checkpoint_pattern:
+            checkpoint = self.checkpoint_pattern.format(epoch=int(epoch) + 1)
+            os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
+            self.model.save_weights(checkpoint, overwrite=True)
+            shutil.copyfile(checkpoint, partial)
+        else:
+            self.model.save_weights(partial)
         os.replace(partial, self.weights_path)
         write_json(os.path.join(self.directory, STATE_FILE), {"next_epoch": int(epoch) + 1})
 
@@ -99,7 +112,15 @@ class NonFiniteLossError(RuntimeError):
 class StopOnNonFinite(keras.callbacks.Callback):
     """Stops training at the first non-finite loss, with an error naming the
     epoch, the step and the last good checkpoint. (Keras' `TerminateOnNaN`
-    stops quietly, and the run would then be evaluated and saved.)"""
+    stops quietly, and the run would then be evaluated and saved.)
+
+    `async_safe`: on JAX and PyTorch Keras may run the per-step hooks in a
+    worker thread, so reading the loss does not stall the next step's
+    dispatch; the error then surfaces at the next step or at the epoch's
+    end, before anything of the epoch is saved.
+    """
+
+    async_safe = True
 
     def __init__(self, output_dir=None):
         super().__init__()
@@ -125,7 +146,10 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 
 class StepCounter(keras.callbacks.Callback):
-    """Counts the optimizer steps of each epoch; an epoch of none is an error."""
+    """Counts the optimizer steps of each epoch; an epoch of none is an error.
+    (`async_safe`: Keras waits for the per-step hooks before `on_epoch_end`.)"""
+
+    async_safe = True
 
     def __init__(self, describe_data=""):
         super().__init__()
@@ -148,7 +172,10 @@ class StepCounter(keras.callbacks.Callback):
 
 class EpochProgbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar, numbering epochs out of the whole run even though
-    the run calls `fit` once per epoch."""
+    the run calls `fit` once per epoch. (`async_safe`, as Keras' own
+    progress bar is when none is passed.)"""
+
+    async_safe = True
 
     def __init__(self, total_epochs):
         super().__init__()
@@ -199,17 +226,31 @@ class EpochHistory(keras.callbacks.Callback):
         return {k: [e.get(k) for e in self.epochs] for k in keys}
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback writing per-epoch scalars only.
+
+    With `update_freq="epoch"`, no profiling and no graph, Keras' per-batch
+    hooks still build a no-op summary for every log value of every step
+    (milliseconds a step on CPU) and, by existing, keep the other per-step
+    hooks synchronous; here they are not defined."""
+
+    def __init__(self, log_dir):
+        super().__init__(log_dir, write_graph=False, update_freq="epoch", profile_batch=0)
+
+    on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+
+
 def run_callbacks(output_dir, restore):
-    """Resume state, TensorBoard logs and per-epoch weight checkpoints of a
-    run written to `output_dir` (none without one)."""
+    """Resume state, per-epoch weight checkpoints (both from one save per
+    epoch) and TensorBoard logs of a run written to `output_dir` (none
+    without one)."""
     if not output_dir:
         return []
+    checkpoints = os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5")
     return [
-        EpochBackup(backup_dir(output_dir), restore=restore),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
-        ),
+        EpochBackup(backup_dir(output_dir), restore=restore, checkpoint_pattern=checkpoints),
+        EpochTensorBoard(os.path.join(output_dir, "logs")),
     ]
 
 

@@ -266,3 +266,30 @@ def test_generation_is_fast():
     out = ShapesDataset(image_size=64).generate("train", 2000)
     assert out["images"].shape == (2000, 64, 64, 3)
     assert time.perf_counter() - start < 5.0
+
+
+def test_training_epochs_tokenize_once_and_match_the_tokenizing_pipeline():
+    """A training epoch of the shapes source uses caption ids tokenized once
+    for the run; its batches equal `make_dataset`'s, which tokenizes each
+    batch inside tf.data, in the epoch's (seed, epoch) order."""
+    from keras_clip.data.pipeline import make_dataset
+    from keras_clip.data.sources.shapes import ShapesSource
+    from keras_clip.tokenizers import CaptionTokenizer
+
+    source = ShapesSource("train", num_examples=300, image_size=32)
+    tokenizer = CaptionTokenizer.from_corpus(source.captions(), context_length=16)
+    for epoch in (0, 2):
+        new = list(source.dataset(tokenizer, (32, 32, 3), 64, training=True, seed=3, epoch=epoch).as_numpy_iterator())
+        data, order = source.data, np.random.default_rng([3, epoch]).permutation(300)
+        old = list(make_dataset(
+            data["images"][order], [data["captions"][i] for i in order], tokenizer, 64,
+            labels=data["labels"][order], shuffle=False,
+        ).as_numpy_iterator())
+        assert len(new) == len(old) == 300 // 64
+        for a, b in zip(new, old):
+            assert sorted(a) == sorted(b) == ["images", "labels", "token_ids"]
+            for key in a:
+                assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), key
+    cached = source._token_ids[1]
+    list(source.dataset(tokenizer, (32, 32, 3), 64, training=True, seed=3, epoch=5).take(1))
+    assert source._token_ids[1] is cached  # not tokenized again for a later epoch

@@ -9,7 +9,7 @@ generated once, on first use, from the seed alone.
 import numpy as np
 
 from keras_clip.data.bad_records import BadRecordReport
-from keras_clip.data.pipeline import make_dataset
+from keras_clip.data.pipeline import make_dataset, pretokenized_dataset, tokenize_all
 from keras_clip.data.shapes import DEFAULT_HELD_OUT, PROMPT_TEMPLATES, ShapesDataset
 from keras_clip.data.sources.base import DataSource, register_source
 from keras_clip.data.transforms import as_size
@@ -48,6 +48,7 @@ class ShapesSource(DataSource):
         self.class_names = list(self.shapes.class_names)
         self.templates = list(PROMPT_TEMPLATES)
         self._data = None
+        self._token_ids = None  # (tokenizer, ids of every caption): a training run's epochs share them
 
     @classmethod
     def open(cls, spec=None, strict=False, **options):
@@ -103,7 +104,11 @@ class ShapesSource(DataSource):
         self._check_shape(image_shape)
         data = self.data
         images, captions, labels = data["images"], data["captions"], data["labels"]
-        if training and epoch is not None:
+        if training and epoch is not None and not image_views:
+            # The captions are fixed per example: tokenized once for all epochs.
+            order = np.random.default_rng([int(seed), int(epoch)]).permutation(len(captions))
+            dataset = pretokenized_dataset(images[order], self._ids(tokenizer)[order], batch_size, labels[order])
+        elif training and epoch is not None:
             order = np.random.default_rng([int(seed), int(epoch)]).permutation(len(captions))
             dataset = make_dataset(
                 images[order], [captions[i] for i in order], tokenizer, batch_size,
@@ -118,6 +123,11 @@ class ShapesSource(DataSource):
         dataset.bad_records = BadRecordReport() if report is None else report
         dataset.source = self
         return dataset
+
+    def _ids(self, tokenizer):
+        if self._token_ids is None or self._token_ids[0] is not tokenizer:
+            self._token_ids = (tokenizer, tokenize_all(self.data["captions"], tokenizer))
+        return self._token_ids[1]
 
     def eval_arrays(self, image_shape, max_examples=None, strict=False):
         """The split's images, captions (one per image) and labels;
