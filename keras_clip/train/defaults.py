@@ -62,24 +62,27 @@ def resolve_training(training, num_records, builtin=False):
     for key in ("learning_rate", "epochs"):
         _check(key, training.get(key))
     batch_size = int(training["batch_size"])
+    rules = {  # key -> (type of a set value, the automatic value, how it was chosen)
+        "learning_rate": (
+            float, lambda: auto_learning_rate(batch_size),
+            lambda value: f"{BASE_LEARNING_RATE:.0e} x {batch_size}/{REFERENCE_BATCH}",
+        ),
+        "epochs": (
+            int, lambda: auto_epochs(num_records),
+            lambda value: f"~{TARGET_EXAMPLES:,} examples seen: "
+            f"{max(num_records // batch_size, 1) * value:,} steps for {num_records:,} records",
+        ),
+    }
     values, notes = {}, {}
-    lr = training.get("learning_rate")
-    if not is_auto(lr):
-        values["learning_rate"] = float(lr)
-    elif builtin:
-        values["learning_rate"], notes["learning_rate"] = BUILTIN_SHAPES["learning_rate"], "the shapes recipe"
-    else:
-        values["learning_rate"] = auto_learning_rate(batch_size)
-        notes["learning_rate"] = f"{BASE_LEARNING_RATE:.0e} x {batch_size}/{REFERENCE_BATCH}"
-    epochs = training.get("epochs")
-    if not is_auto(epochs):
-        values["epochs"] = int(epochs)
-    elif builtin:
-        values["epochs"], notes["epochs"] = BUILTIN_SHAPES["epochs"], "the shapes recipe"
-    else:
-        values["epochs"] = auto_epochs(num_records)
-        steps = max(num_records // batch_size, 1) * values["epochs"]
-        notes["epochs"] = f"~{TARGET_EXAMPLES:,} examples seen: {steps:,} steps for {num_records:,} records"
+    for key, (cast, choose, explain) in rules.items():
+        value = training.get(key)
+        if not is_auto(value):
+            values[key] = cast(value)
+        elif builtin:
+            values[key], notes[key] = BUILTIN_SHAPES[key], "the shapes recipe"
+        else:
+            values[key] = choose()
+            notes[key] = explain(values[key])
     return values, notes
 
 
