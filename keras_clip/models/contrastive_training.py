@@ -55,6 +55,25 @@ class ContrastiveTraining:
             optimizer = dense_gradient_optimizer(optimizer)
         super().compile(optimizer=optimizer, loss=None, **kwargs)
 
+    def make_train_function(self, force=False):
+        if keras.backend.backend() == "tensorflow":
+            self._build_optimizer_before_tracing()
+        return super().make_train_function(force)
+
+    def _build_optimizer_before_tracing(self):
+        """On TensorFlow without a `tf.distribute` strategy, Keras builds the
+        optimizer inside the first trace of the train step; creating its
+        variables there makes `tf.function` trace the whole step a second
+        time (the optimizer's per-variable update twice included: about half
+        of the first step's 15-30 s on a 2-core CPU). JAX and PyTorch build it
+        before tracing; this does the same here, at the same moment (the
+        first fit or train_on_batch), so that a change of `trainable` made
+        after compile is still seen."""
+        if self.optimizer is None or self.optimizer.built or getattr(self, "_distribute_strategy", None) is not None:
+            return
+        if all(layer.built for layer in self._flatten_layers()):
+            self.optimizer.build(self.trainable_variables)
+
     def train_step(self, *args):
         if getattr(self, "micro_batches", 1) > 1:
             global_negatives.check_micro_batches(self)

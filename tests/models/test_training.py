@@ -150,3 +150,19 @@ def test_keras_file_round_trip(tmp_path, tiny_clip, tiny_batch):
     for key in ("image_embeddings", "text_embeddings", "logit_scale"):
         np.testing.assert_array_equal(_np(loaded(batch)[key]), _np(model(batch)[key]))
     assert loaded.get_config()["image_head"] == model.get_config()["image_head"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.function tracing")
+def test_tensorflow_traces_the_train_step_once(tiny_clip, tiny_batch):
+    """Keras builds a TensorFlow optimizer inside the first trace when no
+    strategy is set; its new variables then force a second full trace. The
+    model builds it first, so two steps trace `train_step` once."""
+    model = tiny_clip()
+    model.compile(optimizer="adamw")
+    traces = []
+    step = model.train_step
+    model.train_step = lambda *args: traces.append(1) or step(*args)
+    model.train_on_batch(tiny_batch())
+    model.train_on_batch(tiny_batch(seed=1))
+    assert model.optimizer.built
+    assert len(traces) == 1
