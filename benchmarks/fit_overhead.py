@@ -83,7 +83,9 @@ def _raw_seconds(config):
     batch_size, epochs = int(training["batch_size"]), int(training["epochs"])
     model.compile(
         optimizer=make_optimizer(training, source.num_records // batch_size * epochs),
-        loss=losses.get(config["loss"]), jit_compile=resolve_jit_compile(training["jit_compile"]),
+        loss=losses.get(config["loss"]),
+        jit_compile=resolve_jit_compile(training["jit_compile"], source.num_records // batch_size * epochs,
+                                        training["micro_batches"]),
     )
     batches = []
     for epoch in range(epochs):

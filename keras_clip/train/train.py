@@ -168,10 +168,14 @@ def _train(config, output_dir, verbose, callbacks, print_fn, auto_notes=None):
         num_records = len(source.captions())
     _check_enough_data(source, num_records, batch_size)
     steps_per_epoch = max(num_records // batch_size, 1)
+    jit_compile = resolve_jit_compile(training["jit_compile"], steps_per_epoch * epochs, training["micro_batches"])
+    if training["jit_compile"] == "auto":
+        print_fn(f"jit_compile: auto -> {'XLA' if jit_compile else 'no XLA'} "
+                 f"({keras.backend.backend()}, {steps_per_epoch * epochs} steps)")
     model.compile(
         optimizer=make_optimizer(training, steps_per_epoch * epochs),
         loss=loss,
-        jit_compile=resolve_jit_compile(training["jit_compile"]),
+        jit_compile=jit_compile,
         micro_batches=int(training["micro_batches"]),
         loss_layout=distribution.loss_layout(training["distribution"]),
     )

@@ -57,3 +57,22 @@ def test_schedule_is_evaluated_once_per_step_on_tensorflow():
     _steps(dense_gradient_optimizer(optimizer(keras.optimizers.AdamW)), steps=2)
     assert per_variable > 2 * 2  # Keras alone reads it per variable (weight decay)
     assert CountingSchedule.calls == 2  # once per step
+
+
+def test_jit_compile_auto_follows_the_backend_and_the_run_length():
+    from keras_clip.train.optimizer import TF_XLA_MIN_STEPS, resolve_jit_compile
+
+    assert resolve_jit_compile(True) is True and resolve_jit_compile(False, steps=10**6) is False
+    long, short = TF_XLA_MIN_STEPS, TF_XLA_MIN_STEPS - 1
+    backend = keras.backend.backend()
+    expected_long = {"jax": True, "tensorflow": True, "torch": False}[backend]
+    expected_short = backend == "jax"
+    assert resolve_jit_compile("auto", steps=long) is expected_long
+    assert resolve_jit_compile("auto", steps=short) is expected_short
+    assert resolve_jit_compile("auto", steps=long, micro_batches=2) is expected_short
+    assert resolve_jit_compile("auto") is expected_short  # run length unknown
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+            assert resolve_jit_compile("auto", steps=long) is False
