@@ -33,3 +33,10 @@ def run_per_backend(script, args, spec):
             continue
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return results
+
+
+def run_for_backends_option(script, backends):
+    """Results of re-running `script` (with this process's arguments, less
+    `--backends`) once per backend named by its `--backends` value."""
+    args = [a for a in sys.argv[1:] if not a.startswith("--backends") and a != backends]
+    return run_per_backend(script, args, backends)

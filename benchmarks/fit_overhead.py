@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _backends import run_per_backend  # noqa: E402
+from _backends import run_for_backends_option  # noqa: E402
 
 
 def _config(args):
@@ -112,8 +112,7 @@ def main():
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.backends:
-        child = [a for a in sys.argv[1:] if not a.startswith("--backends") and a != args.backends]
-        for r in run_per_backend(__file__, child, args.backends):
+        for r in run_for_backends_option(__file__, args.backends):
             print(f"{r['backend']:>10}: fit {r['fit_s']:.2f} s, train_on_batch {r['raw_s']:.2f} s "
                   f"({r['steps']} steps), ratio {r['ratio']:.3f}")
         return

@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _backends import run_per_backend  # noqa: E402
+from _backends import run_for_backends_option  # noqa: E402
 
 
 def main():
@@ -32,8 +32,7 @@ def main():
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.backends:
-        child = [a for a in sys.argv[1:] if not a.startswith("--backends") and a != args.backends]
-        for r in run_per_backend(__file__, child, args.backends):
+        for r in run_for_backends_option(__file__, args.backends):
             print(f"{r['backend']:>10}: {r['wall_s']:.0f} s in all ({r['train_s']:.0f} s fit), zero-shot top-1 "
                   f"{r['zero_shot_top1']:.3f} (held-out {r['heldout_zero_shot_top1']:.3f})")
         return
