@@ -37,4 +37,9 @@ def open_clip(torch):
 @pytest.fixture(scope="session")
 def hf_clip(torch):
     transformers = pytest.importorskip("transformers")
+    # transformers' CLIPModel imports torchvision lazily, on first use: the
+    # stand-ins must be in place by then, whichever test of the worker
+    # comes first (a worker that ran no open_clip test imported the real,
+    # broken torchvision here).
+    import_open_clip()
     return transformers
