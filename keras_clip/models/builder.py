@@ -7,7 +7,7 @@ from keras_clip.models.presets import (  # noqa: F401  (public here too)
     vit_image_encoder,
 )
 from keras_clip.models.presets import clip_arguments
-from keras_clip.models.remat import set_remat
+from keras_clip.models.remat import prepare_jax_cpu_remat, set_remat
 
 
 def build_clip(model_config, tokenizer=None, remat=False):
@@ -24,6 +24,8 @@ def build_clip(model_config, tokenizer=None, remat=False):
     model = build_clip(config["model"])
     ```
     """
+    if remat is True:
+        prepare_jax_cpu_remat()  # before the weights start JAX's backend
     model = CLIP(**clip_arguments(model_config, tokenizer=tokenizer))
     set_remat(model, remat)
     return model

@@ -17,7 +17,7 @@ from keras_clip.data import BadRecordLogger, BadRecordReport
 from keras_clip.data.config_sources import describe, train_source
 from keras_clip.eval.run import evaluate_sets, evaluation_sets, training_evaluation
 from keras_clip.models.builder import build_clip
-from keras_clip.models.remat import set_remat
+from keras_clip.models.remat import prepare_jax_cpu_remat, set_remat
 from keras_clip.tokenizers import CaptionTokenizer
 from keras_clip.train import defaults as auto_defaults
 from keras_clip.train import distribution, guard
@@ -134,6 +134,8 @@ def train(config=None, output_dir=None, overrides=None, verbose="auto", callback
     check_training_settings(config)
     verbose = _verbose(verbose)
     print_fn = print if verbose else (lambda *_: None)
+    if config["training"]["remat"] is True:
+        prepare_jax_cpu_remat()  # before anything (a distribution, the weights) starts JAX's backend
     with guard.RunLock(output_dir, print_fn):
         guard.prepare(output_dir, config, overwrite, print_fn)
         if output_dir:
