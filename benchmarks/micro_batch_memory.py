@@ -10,7 +10,9 @@ then one step at full size runs. Reported: the growth of the process's peak
 resident memory over its resident memory just before the full-size step
 (activations, gradients, allocator caching; on JAX and TensorFlow also the
 compilation of the full-size program). Target: ratio (B=512, K=8) / (B=64,
-K=1) <= 1.5, i.e. the step costs the memory of one chunk, not of B.
+K=1) <= 1.5, i.e. the step costs the memory of one chunk, not of B. Each
+case is measured with the C heap as it comes and with a fixed mmap threshold
+(see HEAPS).
 """
 
 import argparse
@@ -27,6 +29,17 @@ MODEL = {
     "end_token_id": 3,
     "start_token_id": 2,
 }
+
+
+# Each case runs twice: in the process as it comes ("default heap"), and with
+# glibc's mmap threshold fixed at 128 KiB, so that every freed block over it
+# goes back to the OS at once and the resident memory follows the live
+# tensors. By default glibc raises that threshold as blocks are freed and
+# keeps freed heap pages for reuse; a step that frees and re-allocates
+# chunk after chunk then grows its resident memory without holding more
+# (measured on TensorFlow: 345 MB default heap, 253 MB fixed threshold, for
+# the same K=8 step).
+HEAPS = {"default heap": {}, "fixed mmap threshold": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
 
 
 def _rss_mb():
@@ -82,28 +95,29 @@ def main():
     if args.one:
         print(json.dumps(measure(*args.one)))
         return
+    configs = ((64, 1), (512, 8)) + (((512, 1),) if args.unsplit else ())
     for backend in args.backends.split(","):
-        results = {}
-        configs = ((64, 1), (512, 8)) + (((512, 1),) if args.unsplit else ())
-        for batch, k in configs:
-            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-            out = subprocess.run(
-                [sys.executable, __file__, "--one", str(batch), str(k)],
-                env=env, capture_output=True, text=True,
-            )
-            if out.returncode:
-                print(f"[{backend}] B={batch} K={k} failed:\n{out.stderr[-2000:]}")
-                break
-            results[(batch, k)] = r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(
-                f"[{backend}] B={batch} K={k}: peak memory growth {r['growth_mb']:.0f} MB, "
-                f"{r['seconds']:.1f} s, loss {r['loss']:.4f}", flush=True,
-            )
-        if (64, 1) in results and (512, 8) in results:
-            ratio = results[(512, 8)]["growth_mb"] / max(results[(64, 1)]["growth_mb"], 1.0)
-            verdict = "meets" if ratio <= 1.5 else "MISSES"
-            print(f"[{backend}] memory ratio (B=512, K=8) / (B=64, K=1) = {ratio:.2f} ({verdict} the <= 1.5 target)")
-
+        for heap, heap_env in HEAPS.items():
+            results = {}
+            for batch, k in configs:
+                env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", **heap_env)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--one", str(batch), str(k)],
+                    env=env, capture_output=True, text=True,
+                )
+                if out.returncode:
+                    print(f"[{backend}, {heap}] B={batch} K={k} failed:\n{out.stderr[-2000:]}")
+                    break
+                results[(batch, k)] = r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(
+                    f"[{backend}, {heap}] B={batch} K={k}: peak memory growth {r['growth_mb']:.0f} MB, "
+                    f"{r['seconds']:.1f} s, loss {r['loss']:.4f}", flush=True,
+                )
+            if (64, 1) in results and (512, 8) in results:
+                ratio = results[(512, 8)]["growth_mb"] / max(results[(64, 1)]["growth_mb"], 1.0)
+                verdict = "meets" if ratio <= 1.5 else "MISSES"
+                print(f"[{backend}, {heap}] memory ratio (B=512, K=8) / (B=64, K=1) = {ratio:.2f} "
+                      f"({verdict} the <= 1.5 target)")
 
 if __name__ == "__main__":
     main()
