@@ -105,6 +105,15 @@ def _jax_distribution():
     return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
 
 
+def tf_strategy_active():
+    """True inside a `tf.distribute` strategy's scope (TensorFlow only)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
+
+
 def _tf_strategy():
     import tensorflow as tf
 

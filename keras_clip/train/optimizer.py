@@ -4,6 +4,8 @@ and the choice of XLA per backend."""
 
 import keras
 
+from keras_clip.train import distribution
+
 # Variables whose names contain one of these get no weight decay.
 NO_DECAY = ["bias", "gamma", "beta", "embedding", "log_scale", "logit_bias"]
 
@@ -59,6 +61,4 @@ def resolve_jit_compile(value, steps=None, micro_batches=1):
         return True
     if backend != "tensorflow" or steps is None or int(steps) < TF_XLA_MIN_STEPS or int(micro_batches) > 1:
         return False
-    import tensorflow as tf
-
-    return not tf.distribute.has_strategy()
+    return not distribution.tf_strategy_active()
