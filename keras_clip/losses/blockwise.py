@@ -21,7 +21,9 @@ Gradients (with `G = dL/dl`, `l_ij = s * c_ij`, `c_ij = <x_i, y_j>`):
 
 Everything is float32 (inputs of any float dtype are cast first). The loop
 is `keras.ops.fori_loop` (lax.fori_loop / a Python loop), on TensorFlow a
-`tf.while_loop` with one iteration at a time (`_strip_loop`), so
+`tf.while_loop` with one iteration at a time
+(`keras_clip.utils.backend.sequential_fori_loop`: with 10 in flight, B=65,536
+grew the process past 4.8 GB), so
 one compiled strip serves any B, including a batch size only known at run
 time (TensorFlow); the last strip is zero-padded and masked when
 `block_size` does not divide B.
@@ -38,26 +40,9 @@ from keras_clip.losses._common import check_same_batch
 from keras_clip.losses._common import check_same_width
 from keras_clip.losses._common import dim
 from keras_clip.losses.base import ContrastiveLoss
+from keras_clip.utils.backend import sequential_fori_loop
 
 DEFAULT_BLOCK_SIZE = 256
-
-
-def _strip_loop(n, body, init):
-    """`body(i, carry)` for i in [0, n), one strip after another.
-
-    `keras.ops.fori_loop` on TensorFlow is a `tf.while_loop` that may run 10
-    iterations at once; each holds a (block_size, B) strip and its
-    temporaries, and at B=65,536 the process grew past 4.8 GB that way. With
-    `parallel_iterations=1` only one strip is alive at a time."""
-    if keras.backend.backend() != "tensorflow":
-        return ops.fori_loop(0, n, body, init)
-    import tensorflow as tf
-
-    _, carry = tf.while_loop(
-        lambda i, _: i < n, lambda i, c: (i + 1, body(i, c)), (tf.constant(0), init),
-        parallel_iterations=1,
-    )
-    return carry
 
 
 def _check_block_size(block_size):
@@ -147,7 +132,7 @@ def _infonce_forward(x, y, s, block_size):
         ops.full((st.padded,), NEG_INF, "float32"),
         ops.zeros((st.padded,), "float32"),
     )
-    row_sum, col_max, col_sum = _strip_loop(st.n, body, init)
+    row_sum, col_max, col_sum = sequential_fori_loop(st.n, body, init)
     # Column j: softplus(logsumexp_{i != j}(l_ij - l_jj)) = lse_i l_ij - l_jj.
     q = ops.softplus(col_max + ops.log(col_sum))  # (Bp,)
     col_total = ops.sum(ops.where(col_ok, q, 0.0))
@@ -186,7 +171,7 @@ def _infonce_backward(x, y, s, q, block_size):
         return dx, dy, ds
 
     zeros = ops.zeros((st.padded, st.width), "float32")
-    dx, dy, ds = _strip_loop(st.n, body, (zeros, zeros, ops.zeros((), "float32")))
+    dx, dy, ds = sequential_fori_loop(st.n, body, (zeros, zeros, ops.zeros((), "float32")))
     # The -delta_ij / B part of G (padded rows are zero, so they add nothing).
     dx = dx[: st.batch] - s * y / st.batch_f
     dy = dy[: st.batch] - s * x / st.batch_f
@@ -278,7 +263,7 @@ def _siglip_forward(x, y, s, bias, block_size):
         _, _, logits, z, ok = _siglip_strip(st, xp, yp, s, bias, i)
         return total - ops.sum(ops.where(ok, ops.log_sigmoid(z * logits), 0.0))
 
-    total = _strip_loop(st.n, body, ops.zeros((), "float32"))
+    total = sequential_fori_loop(st.n, body, ops.zeros((), "float32"))
     return total / st.batch_f
 
 
@@ -296,7 +281,7 @@ def _siglip_backward(x, y, s, bias, block_size):
 
     zeros = ops.zeros((st.padded, st.width), "float32")
     scalar = ops.zeros((), "float32")
-    dx, dy, ds, db = _strip_loop(st.n, body, (zeros, zeros, scalar, scalar))
+    dx, dy, ds, db = sequential_fori_loop(st.n, body, (zeros, zeros, scalar, scalar))
     return dx[: st.batch], dy[: st.batch], ds, db
 
 

@@ -43,3 +43,22 @@ def densify_gradients(gradients):
     import tensorflow as tf
 
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+
+
+def sequential_fori_loop(n, body, init):
+    """`keras.ops.fori_loop(0, n, body, init)`, one iteration after another.
+
+    On TensorFlow `keras.ops.fori_loop` is a `tf.while_loop` that may run 10
+    iterations at once; a loop whose iterations each hold a large temporary
+    (the blockwise losses' (block_size, B) strips) then holds ten of them.
+    Here TensorFlow gets `parallel_iterations=1`; the other backends'
+    loops already run in order."""
+    if keras.backend.backend() != "tensorflow":
+        return keras.ops.fori_loop(0, n, body, init)
+    import tensorflow as tf
+
+    _, carry = tf.while_loop(
+        lambda i, _: i < n, lambda i, c: (i + 1, body(i, c)), (tf.constant(0), init),
+        parallel_iterations=1,
+    )
+    return carry
