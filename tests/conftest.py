@@ -71,30 +71,3 @@ def pytest_report_header(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
-
-
-# The slow stage (`-m slow -n 2`): pytest-xdist hands each worker the next two
-# tests in collection order, so the order decides how the two workers' loads
-# pair up. Measured in CI (session 6, TensorFlow): textures 589 s, the recipe
-# 353 s, shapes48 282 s, fine-tuning 177 s, the ViT-B/32 export 121 s, the
-# rest under 65 s each. In collection order the stage took 1016 s; this order
-# gives one worker textures, the other the recipe then shapes48, and the
-# shorter tests fill in behind them (~870 s by the same durations).
-SLOW_STAGE_ORDER = (
-    "test_defaults_learn_a_file_set_not_tuned_for[textures",
-    "test_parity.py::",
-    "test_default_recipe_reaches_zero_shot_target",
-    "test_defaults_learn_a_file_set_not_tuned_for[shapes48",
-    "test_fine_tuning_an_imported_model_beats_chance",
-    "test_exported_vit_b32_serves_open_clip_embeddings",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    if (_mark_expression(sys.argv) or "").strip() != "slow":
-        return
-
-    def rank(item):
-        return next((i for i, key in enumerate(SLOW_STAGE_ORDER) if key in item.nodeid), len(SLOW_STAGE_ORDER))
-
-    items.sort(key=rank)  # stable: the rest keep their order
