@@ -5,6 +5,8 @@ import warnings
 
 import keras
 
+from keras_clip.utils.backend import jax_platform, jax_started
+
 # XLA's CPU compiler orders a program for parallelism by default (its
 # "concurrency optimized" scheduler), which keeps the forward activations
 # that `jax.checkpoint` means to drop: measured on the 4 + 4 layer model of
@@ -26,18 +28,14 @@ def prepare_jax_cpu_remat():
     flags = os.environ.get("XLA_FLAGS", "")
     if _FLAG_NAME in flags:
         return JAX_CPU_MEMORY_SCHEDULE_FLAG in flags
-    from jax._src import xla_bridge
-
-    if xla_bridge.backends_are_initialized():
+    if jax_started():
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {JAX_CPU_MEMORY_SCHEDULE_FLAG}".strip()
     return True
 
 
 def _warn_if_jax_cpu_keeps_activations():
-    import jax
-
-    if jax.default_backend() == "cpu" and not prepare_jax_cpu_remat():
+    if jax_platform() == "cpu" and not prepare_jax_cpu_remat():
         warnings.warn(
             "remat on JAX's CPU backend saves memory only with XLA's memory-ordered "
             f"schedule: set XLA_FLAGS={JAX_CPU_MEMORY_SCHEDULE_FLAG} before the first JAX "

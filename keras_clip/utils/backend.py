@@ -62,3 +62,17 @@ def sequential_fori_loop(n, body, init):
         parallel_iterations=1,
     )
     return carry
+
+
+def jax_started():
+    """True once JAX has started its backends (after that, `XLA_FLAGS` is no longer read)."""
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
+def jax_platform():
+    """The platform JAX computes on by default: "cpu", "gpu" or "tpu" (starts JAX)."""
+    import jax
+
+    return jax.default_backend()
