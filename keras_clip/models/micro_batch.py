@@ -162,6 +162,41 @@ def train_step(model, *args):
     )
 
 
+# ------------------------------------------------- returning freed host memory
+_MALLOC_TRIM = []  # [glibc's malloc_trim, or None where there is none]
+
+
+def trim_host_heap():
+    """Hand the C heap's freed pages back to the OS (glibc `malloc_trim(0)`);
+    a no-op with a C library that has none (macOS, musl).
+
+    On CPU, eager PyTorch and TensorFlow's graph executor free each chunk's
+    activations with `free()`, and glibc keeps freed heap pages for reuse, so
+    without a trim the resident memory grew chunk after chunk
+    (`benchmarks/micro_batch_memory.py`, 2 layers per tower, B=512 in K=8
+    chunks against one B=64 step: 292 against 160 MB on PyTorch, 416 against
+    257 MB on TensorFlow) while the live tensors peaked as one chunk's do.
+    """
+    if not _MALLOC_TRIM:
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+            _MALLOC_TRIM.append(libc.malloc_trim)
+        except (OSError, AttributeError, TypeError):
+            _MALLOC_TRIM.append(None)
+    if _MALLOC_TRIM[0] is not None:
+        _MALLOC_TRIM[0](0)
+
+
+def release_freed_host_memory(tensor):
+    """`trim_host_heap()` when the PyTorch `tensor` lives in host memory; a
+    no-op for CUDA tensors, whose memory the caching allocator holds."""
+    if tensor.device.type == "cpu":
+        trim_host_heap()
+
+
 # ------------------------------------------------------------------ TensorFlow
 def _scalars(model):
     """The per-step (not per-example) outputs the metrics read."""
@@ -169,6 +204,27 @@ def _scalars(model):
     if model.logit_scale.logit_bias is not None:
         out["logit_bias"] = model.logit_scale.bias()
     return out
+
+
+def _tf_next_chunk(model, k, after):
+    """`k + 1`, computed once the ops in `after` ran and, on a host-memory
+    graph step, the C heap was trimmed (`trim_host_heap`, through a
+    `tf.py_function`; XLA cannot compile one, and GPU memory is TensorFlow's
+    own allocator's)."""
+    import tensorflow as tf
+
+    with tf.control_dependencies(after):
+        k = k + 1
+    if model.jit_compile or tf.config.list_logical_devices("GPU"):
+        return k
+
+    def trim(k):
+        trim_host_heap()
+        return k
+
+    k = tf.py_function(trim, [k], tf.int32)
+    k.set_shape(())
+    return k
 
 
 def _tensorflow_step(model, data):
@@ -196,7 +252,7 @@ def _tensorflow_step(model, data):
             out = model(chunk_at(k), training=True)
         images = images.write(k, tf.stop_gradient(out["image_embeddings"]))
         texts = texts.write(k, tf.stop_gradient(out["text_embeddings"]))
-        return k + 1, saved, images, texts
+        return _tf_next_chunk(model, k, [images.flow, texts.flow]), saved, images, texts
 
     cache = [tf.TensorArray(model.compute_dtype, size=k_chunks) for _ in range(2)]
     _, saved, images, texts = tf.while_loop(
@@ -226,7 +282,8 @@ def _tensorflow_step(model, data):
                 surrogate = tf.reduce_sum(out["image_embeddings"] * d_image[k])
                 surrogate += tf.reduce_sum(out["text_embeddings"] * d_text[k])
         chunk_grads = densify_gradients(tape.gradient(surrogate, weights))
-        return k + 1, [t if g is None else t + g for t, g in zip(grads, chunk_grads)]
+        grads = [t if g is None else t + g for t, g in zip(grads, chunk_grads)]
+        return _tf_next_chunk(model, k, grads), grads
 
     _, grads = tf.while_loop(
         lambda k, _: k < k_chunks, backward, (tf.constant(0), grads), parallel_iterations=1
@@ -310,35 +367,6 @@ def _jax_step(model, state, data):
 
 
 # --------------------------------------------------------------------- PyTorch
-_MALLOC_TRIM = []  # [glibc's malloc_trim, or None where there is none]
-
-
-def release_freed_host_memory(tensor):
-    """Hand the C heap's freed pages back to the OS (glibc `malloc_trim(0)`)
-    when `tensor` lives in host memory; a no-op elsewhere (CUDA tensors, or a
-    C library without `malloc_trim`, e.g. macOS or musl).
-
-    Eager PyTorch on CPU frees each chunk's activations with `free()`, and
-    glibc keeps freed heap pages for reuse, so without this the resident
-    memory grew chunk after chunk (`benchmarks/micro_batch_memory.py`, 2
-    layers per tower: 292 MB for B=512 in K=8 chunks against 160 MB for one
-    B=64 step); the live tensors themselves peak as one chunk's do.
-    """
-    if tensor.device.type != "cpu":
-        return
-    if not _MALLOC_TRIM:
-        import ctypes
-        import ctypes.util
-
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"))
-            _MALLOC_TRIM.append(libc.malloc_trim)
-        except (OSError, AttributeError, TypeError):
-            _MALLOC_TRIM.append(None)
-    if _MALLOC_TRIM[0] is not None:
-        _MALLOC_TRIM[0](0)
-
-
 def _torch_step(model, data):
     import torch
 

@@ -179,3 +179,25 @@ def test_dropout_masks_are_replayed_in_the_second_pass():
     for a, b in zip(model.trainable_weights, reference.trainable_weights):
         a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="JAX's compiled step owns its buffers; it frees nothing to the C heap mid-step",
+)
+def test_host_heap_is_trimmed_after_every_chunk(monkeypatch):
+    # On CPU each chunk's freed activations go back to the OS before the
+    # next chunk runs, in the no-gradient pass and in the re-encoding pass:
+    # 2 * K trims per step (benchmarks/micro_batch_memory.py measures the
+    # memory this saves).
+    from keras_clip.models import micro_batch
+
+    calls = []
+    monkeypatch.setattr(micro_batch, "trim_host_heap", lambda: calls.append(1))
+    keras.utils.set_random_seed(0)
+    model = tiny_clip()
+    model.compile(optimizer=keras.optimizers.SGD(0.5), micro_batches=K, jit_compile=False)
+    model.train_on_batch(_batch(labels=False))
+    assert len(calls) == 2 * K
+    model.train_on_batch(_batch(labels=False))
+    assert len(calls) == 4 * K
