@@ -19,6 +19,7 @@ import warnings
 import keras
 
 from keras_clip.data.bad_records import BadRecordError
+from keras_clip.data.pipeline import for_one_epoch
 from keras_clip.train.run_dir import backup_dir, write_json
 
 WEIGHTS_FILE = "latest.weights.h5"
@@ -290,7 +291,7 @@ def fit_epochs(
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             try:
                 model.fit(
-                    epoch_dataset(epoch), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
+                    for_one_epoch(epoch_dataset(epoch)), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
                     callbacks=all_callbacks,
                 )
             except Exception as error:
