@@ -16,6 +16,7 @@ from keras_clip.models.input_checks import (
 )
 from keras_clip.models.logit_scale import LogitScale
 from keras_clip.models.momentum import frozen_copy, momentum_keys, resolve_momentum, update_momentum
+from keras_clip.models.patch_embedding import use_matmul_patch_embedding
 from keras_clip.models.projection_head import make_head
 from keras_clip.utils.backend import is_concrete
 
@@ -152,6 +153,7 @@ class CLIP(ContrastiveTraining, keras.Model):
             self.queue = FeatureQueue(queue_size, embed_dim, name="queue")
             self.queue.build()
         presets.fix_position_ids(image_encoder)
+        use_matmul_patch_embedding(image_encoder)
         self.image_head.build((None, image_width))
         self.text_head.build((None, text_width))
         self.logit_scale.build()
