@@ -291,8 +291,8 @@ def fit_epochs(
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             try:
                 model.fit(
-                    for_one_epoch(epoch_dataset(epoch)), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, shuffle=False,
-                    callbacks=all_callbacks,
+                    for_one_epoch(epoch_dataset(epoch)), initial_epoch=epoch, epochs=epoch + 1, verbose=verbose,
+                    shuffle=False, callbacks=all_callbacks,
                 )
             except Exception as error:
                 line = _bad_record_in(error)
