@@ -299,8 +299,9 @@ class CLIP(ContrastiveTraining, keras.Model):
 
     # ---------------------------------------------------------------- momentum
     def update_momentum_encoders(self):
-        """One EMA step of the key towers: `k <- m k + (1 - m) q` (no gradient)."""
-        update_momentum(self)
+        """One EMA step of the key towers: `k <- m k + (1 - m) q` (no
+        gradient). Returns the twins' new values."""
+        return update_momentum(self)
 
     def encode_keys(self, images, token_ids):
         """The momentum towers' image and text embeddings (L2-normalised,

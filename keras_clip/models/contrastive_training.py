@@ -11,6 +11,7 @@ from keras_clip.losses.local_block import local_block_loss
 from keras_clip.models import global_negatives
 from keras_clip.models import micro_batch
 from keras_clip.models.dense_gradients import dense_gradient_optimizer
+from keras_clip.utils.backend import run_after
 
 
 class ContrastiveTraining:
@@ -78,7 +79,21 @@ class ContrastiveTraining:
         if getattr(self, "micro_batches", 1) > 1:
             global_negatives.check_micro_batches(self)
             return micro_batch.train_step(self, *args)
+        if self.momentum is not None and keras.backend.backend() == "tensorflow":
+            return self._train_step_after_momentum(*args)
         return super().train_step(*args)
+
+    def _train_step_after_momentum(self, *args):
+        """TensorFlow: the EMA step of the key towers first, then the whole
+        training step ordered after its new values, so that the optimizer
+        cannot write a weight before the EMA has consumed its old value (the
+        other backends run the EMA inside `compute_loss`, in program order)."""
+        new_values = self.update_momentum_encoders()
+        self._momentum_stepped = True
+        try:
+            return run_after(new_values, lambda: super(ContrastiveTraining, self).train_step(*args))
+        finally:
+            self._momentum_stepped = False
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -117,7 +132,7 @@ class ContrastiveTraining:
                 "cannot learn from it; use batch_size >= 2 (and drop_remainder=True)."
             )
         if self.momentum is not None:
-            if training:
+            if training and not getattr(self, "_momentum_stepped", False):
                 self.update_momentum_encoders()
             image_keys, text_keys = self.encode_keys(x["images"], x["token_ids"])
             y_pred = {**y_pred, "image_keys": image_keys, "text_keys": text_keys}

@@ -67,11 +67,15 @@ def momentum_pairs(model):
 
 
 def update_momentum(model):
-    """One EMA step of the key towers: `k <- m k + (1 - m) q` (no gradient)."""
+    """One EMA step of the key towers: `k <- m k + (1 - m) q` (no gradient).
+    Returns the twins' new values."""
     m = model.momentum
+    new_values = []
     for source, target in momentum_pairs(model):
         online = ops.stop_gradient(ops.cast(source.value, target.dtype))
-        target.assign(m * target.value + (1.0 - m) * online)
+        new_values.append(m * target.value + (1.0 - m) * online)
+        target.assign(new_values[-1])
+    return new_values
 
 
 def momentum_keys(model, images, token_ids):

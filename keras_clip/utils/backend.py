@@ -45,6 +45,24 @@ def densify_gradients(gradients):
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
+def run_after(values, step):
+    """`step()`, with every TensorFlow op it creates ordered after `values`.
+
+    In a `tf.function` TensorFlow orders the reads and writes of one variable
+    in program order, but a read only has to *start* before a later write;
+    whether its consumers still see the old value then rests on the
+    runtime's copy-on-write. A control dependency on `values` (tensors
+    computed from the reads) makes the ordering explicit: nothing in `step`
+    starts before they exist. The other backends run the step as written
+    (PyTorch eagerly, JAX as a pure function of the state)."""
+    if keras.backend.backend() != "tensorflow":
+        return step()
+    import tensorflow as tf
+
+    with tf.control_dependencies([v for v in values if tf.is_tensor(v)]):
+        return step()
+
+
 def sequential_fori_loop(n, body, init):
     """`keras.ops.fori_loop(0, n, body, init)`, one iteration after another.
 

@@ -68,6 +68,46 @@ def test_ema_follows_the_trained_weights(tiny_clip, tiny_batch):
         np.testing.assert_array_equal(k, k_before)
 
 
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graph ordering")
+def test_tensorflow_step_reads_and_writes_the_weights_after_the_ema(tiny_clip, tiny_batch):
+    """In TensorFlow's traced step every read and write of a trained weight,
+    other than the EMA's own read, depends on the EMA's new values: the
+    optimizer cannot change a weight before the EMA has used its old value
+    (a read that has started is not enough: its consumers may run later)."""
+    import tensorflow as tf
+
+    model = tiny_clip(momentum=0.75, queue_size=8)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=_queue_loss("keys"))
+    batch = tiny_batch(batch=4)
+    model.fit(batch, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    graph = tf.function(model.train_step).get_concrete_function({k: tf.constant(v) for k, v in batch.items()}).graph
+    placeholders = {id(external): internal for external, internal in graph.captures}
+    online = {id(placeholders[id(source.value.handle)]) for source, _ in momentum_pairs(model)}
+    twins = {id(placeholders[id(target.value.handle)]) for _, target in momentum_pairs(model)}
+    ema_assigns = [op for op in graph.get_operations()
+                   if op.type == "AssignVariableOp" and id(op.inputs[0]) in twins]
+    assert len(ema_assigns) == len(twins)
+    ema_values = {assign.inputs[1].op for assign in ema_assigns}
+
+    def ancestors(op):
+        seen, stack = set(), [op]
+        while stack:
+            current = stack.pop()
+            for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        return seen
+
+    ema_reads = {op for value in ema_values for op in ancestors(value) if op.type == "ReadVariableOp"}
+    uses = [op for op in graph.get_operations()
+            if op.inputs and id(op.inputs[0]) in online and op not in ema_reads]
+    writes = [op for op in uses if op.type != "ReadVariableOp"]
+    assert writes, "the optimizer should write the trained weights"
+    late = [op.name for op in uses if not ema_values <= ancestors(op)]
+    assert not late, f"{len(late)} reads/writes of trained weights do not wait for the EMA, e.g. {late[:3]}"
+
 def test_momentum_zero_equals_keys_from_the_trained_towers(tiny_clip, tiny_batch):
     """With m = 0 the twins copy the weights at the start of the step, so the
     keys are exactly the trained towers' embeddings and training matches a
