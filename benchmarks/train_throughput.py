@@ -45,7 +45,8 @@ def _time(fn, repeats):
     return (time.perf_counter() - start) / repeats
 
 
-def run_current_backend(config_name, batch_size, steps, jit_compile, matmul_size=1024):
+def model_and_batch(config_name, batch_size, jit_compile):
+    """A config's compiled CLIP (AdamW) and one random batch of pixels and token ids."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import numpy as np
@@ -54,8 +55,7 @@ def run_current_backend(config_name, batch_size, steps, jit_compile, matmul_size
     from keras_clip.models.builder import build_clip
     from keras_clip.train.optimizer import resolve_jit_compile
 
-    config = load_config(config_name)
-    model_cfg = config["model"]
+    model_cfg = load_config(config_name)["model"]
     model = build_clip(model_cfg)
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=resolve_jit_compile(jit_compile))
     rng = np.random.default_rng(0)
@@ -68,6 +68,15 @@ def run_current_backend(config_name, batch_size, steps, jit_compile, matmul_size
         "images": rng.integers(0, 256, (batch_size, size, size, 3)).astype("float32"),
         "token_ids": token_ids,
     }
+    return model, batch, model_cfg
+
+
+def run_current_backend(config_name, batch_size, steps, jit_compile, matmul_size=1024):
+    import keras
+    import numpy as np
+
+    model, batch, model_cfg = model_and_batch(config_name, batch_size, jit_compile)
+    rng = np.random.default_rng(0)
     train_s = _time(lambda: model.train_on_batch(batch), steps)
     infer_s = _time(lambda: model.predict_on_batch(batch), steps)
 
