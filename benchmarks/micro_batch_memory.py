@@ -39,7 +39,14 @@ MODEL = {
 # chunk after chunk then grows its resident memory without holding more
 # (measured on TensorFlow: 345 MB default heap, 253 MB fixed threshold, for
 # the same K=8 step).
-HEAPS = {"default heap": {}, "fixed mmap threshold": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+# "default heap" is the heap as `import keras_clip` leaves it: on JAX and
+# TensorFlow that keeps freed step buffers in the heap (keras_clip's
+# utils.host_memory.keep_step_buffers); "glibc default" opts out of that.
+HEAPS = {
+    "default heap": {},
+    "glibc default": {"KERAS_CLIP_HOST_ALLOCATOR": "system"},
+    "fixed mmap threshold": {"MALLOC_MMAP_THRESHOLD_": "131072", "KERAS_CLIP_HOST_ALLOCATOR": "system"},
+}
 
 
 def _rss_mb():

@@ -14,7 +14,13 @@ every loading path calls `register_all()` itself.
 import importlib
 import os
 
+from keras_clip.utils.host_memory import keep_step_buffers
+
 __version__ = "0.1.0"
+
+# Before the backend starts its threads (see keep_step_buffers; JAX and
+# TensorFlow on Linux only; KERAS_CLIP_HOST_ALLOCATOR=system opts out).
+keep_step_buffers()
 
 _PUBLIC = {
     "CLIP": "keras_clip.models",

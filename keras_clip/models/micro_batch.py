@@ -34,6 +34,7 @@ import keras
 from keras import ops
 
 from keras_clip.utils.backend import densify_gradients
+from keras_clip.utils.host_memory import trim_host_heap
 
 
 def check_micro_batches(micro_batches):
@@ -163,33 +164,6 @@ def train_step(model, *args):
 
 
 # ------------------------------------------------- returning freed host memory
-_MALLOC_TRIM = []  # [glibc's malloc_trim, or None where there is none]
-
-
-def trim_host_heap():
-    """Hand the C heap's freed pages back to the OS (glibc `malloc_trim(0)`);
-    a no-op with a C library that has none (macOS, musl).
-
-    On CPU, eager PyTorch and TensorFlow's graph executor free each chunk's
-    activations with `free()`, and glibc keeps freed heap pages for reuse, so
-    without a trim the resident memory grew chunk after chunk
-    (`benchmarks/micro_batch_memory.py`, 2 layers per tower, B=512 in K=8
-    chunks against one B=64 step: 292 against 160 MB on PyTorch, 416 against
-    257 MB on TensorFlow) while the live tensors peaked as one chunk's do.
-    """
-    if not _MALLOC_TRIM:
-        import ctypes
-        import ctypes.util
-
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"))
-            _MALLOC_TRIM.append(libc.malloc_trim)
-        except (OSError, AttributeError, TypeError):
-            _MALLOC_TRIM.append(None)
-    if _MALLOC_TRIM[0] is not None:
-        _MALLOC_TRIM[0](0)
-
-
 def release_freed_host_memory(tensor):
     """`trim_host_heap()` when the PyTorch `tensor` lives in host memory; a
     no-op for CUDA tensors, whose memory the caching allocator holds."""
