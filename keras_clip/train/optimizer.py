@@ -2,6 +2,8 @@
 decay on biases, norms, embeddings and the temperature (as open_clip does),
 and the choice of XLA per backend."""
 
+import math
+
 import keras
 
 from keras_clip.train import distribution
@@ -39,26 +41,46 @@ def make_optimizer(training_config, steps):
     return optimizer
 
 
-# On TensorFlow, XLA's compile costs ~7 s more than tracing the plain step
-# (13.4 s against 6.0 s for the shapes model on a quiet 2-core AVX2 CPU) and
-# then runs each step 1.1-1.6x faster (124 against 193 ms there; issue 13's
-# AVX-512 machine: 1.35x on shapes, 1.13x on small-vit). It pays from about a
-# hundred steps on; this threshold leaves a margin for CPUs where it gains less.
+# On TensorFlow, XLA's compile costs a fixed time, 5-14 s more than tracing
+# the plain step, and then saves time on every step. Whole `train()` runs
+# timed with and without it (benchmarks/jit_crossover.py, quiet 2-core AVX2
+# CPU, session 10, 2-3 runs per size) saved 30-58, 112-127 and 400-500 ms per
+# step at 0.9, 3.6 and 117 GFLOP per step (shapes at batch 16 and 64,
+# small-vit at 64): about as the square root of the step's FLOPs. XLA's run
+# was the shorter one from 235-335, 82-88 and 9-26 steps, that is from
+# steps x sqrt(GFLOP per step) = 97-318. So `auto` asks for
+# TF_XLA_STEPS_AT_1_GFLOP / sqrt(GFLOP per step) steps (1.6-5x the measured
+# crossovers: a margin for CPUs where XLA gains less), and for
+# TF_XLA_MIN_STEPS where the step's FLOPs are not known.
+TF_XLA_STEPS_AT_1_GFLOP = 500
 TF_XLA_MIN_STEPS = 500
 
 
-def resolve_jit_compile(value, steps=None, micro_batches=1):
+def tf_xla_min_steps(step_flops=None):
+    """The run length (optimizer steps) from which `jit_compile: auto` uses
+    XLA on TensorFlow, for a step of `step_flops` FLOPs
+    (`keras_clip.models.flops.train_step_flops`; None: not known)."""
+    if not step_flops:
+        return TF_XLA_MIN_STEPS
+    return max(1, math.ceil(TF_XLA_STEPS_AT_1_GFLOP / math.sqrt(step_flops / 1e9)))
+
+
+def resolve_jit_compile(value, steps=None, micro_batches=1, step_flops=None):
     """`"auto"`: XLA on JAX (without it JAX runs op by op); on TensorFlow XLA
-    for a run of at least `TF_XLA_MIN_STEPS` optimizer steps (`steps`), with
-    no `tf.distribute` strategy and no micro-batching (not measured under XLA
-    there), and none below, where the compile would cost more than it saves;
-    never on PyTorch (Keras' `torch.compile` path is not measured here).
-    `benchmarks/train_throughput.py --jit-compile true|false` measures the two."""
+    for a run of at least `tf_xla_min_steps(step_flops)` optimizer steps
+    (`steps`; bigger steps need fewer), with no `tf.distribute` strategy and
+    no micro-batching (not measured under XLA there), and none for shorter
+    runs, where the compile would cost more than it saves; never on PyTorch
+    (Keras' `torch.compile` path took 239 s to compile the shapes model's
+    step and then ran it no faster: 111 against 117 ms).
+    `benchmarks/jit_crossover.py` measures the TensorFlow choice."""
     if value != "auto":
         return bool(value)
     backend = keras.backend.backend()
     if backend == "jax":
         return True
-    if backend != "tensorflow" or steps is None or int(steps) < TF_XLA_MIN_STEPS or int(micro_batches) > 1:
+    if backend != "tensorflow" or steps is None or int(micro_batches) > 1:
+        return False
+    if int(steps) < tf_xla_min_steps(step_flops):
         return False
     return not distribution.tf_strategy_active()

@@ -17,13 +17,14 @@ from keras_clip.data import BadRecordLogger, BadRecordReport
 from keras_clip.data.config_sources import describe, train_source
 from keras_clip.eval.run import evaluate_sets, evaluation_sets, training_evaluation
 from keras_clip.models.builder import build_clip
+from keras_clip.models.flops import train_step_flops
 from keras_clip.models.remat import prepare_jax_cpu_remat, set_remat
 from keras_clip.tokenizers import CaptionTokenizer
 from keras_clip.train import defaults as auto_defaults
 from keras_clip.train import distribution, guard
 from keras_clip.train.init import apply_locks, init_model
 from keras_clip.train.loop import fit_epochs
-from keras_clip.train.optimizer import make_optimizer, resolve_jit_compile
+from keras_clip.train.optimizer import make_optimizer, resolve_jit_compile, tf_xla_min_steps
 from keras_clip.train.run_dir import CONFIG_FILE, absolute_data_paths, write_run
 
 
@@ -170,10 +171,12 @@ def _train(config, output_dir, verbose, callbacks, print_fn, auto_notes=None):
         num_records = len(source.captions())
     _check_enough_data(source, num_records, batch_size)
     steps_per_epoch = max(num_records // batch_size, 1)
-    jit_compile = resolve_jit_compile(training["jit_compile"], steps_per_epoch * epochs, training["micro_batches"])
+    steps, step_flops = steps_per_epoch * epochs, train_step_flops(model, batch_size)
+    jit_compile = resolve_jit_compile(training["jit_compile"], steps, training["micro_batches"], step_flops)
     if training["jit_compile"] == "auto":
+        rule = f"; XLA from {tf_xla_min_steps(step_flops)}" if keras.backend.backend() == "tensorflow" else ""
         print_fn(f"jit_compile: auto -> {'XLA' if jit_compile else 'no XLA'} "
-                 f"({keras.backend.backend()}, {steps_per_epoch * epochs} steps)")
+                 f"({keras.backend.backend()}, {steps} steps of {step_flops / 1e9:.1f} GFLOP{rule})")
     model.compile(
         optimizer=make_optimizer(training, steps_per_epoch * epochs),
         loss=loss,
