@@ -10,7 +10,7 @@ to the step's FLOPs (`keras_clip.models.flops.train_step_flops`) and the run
 length from which `jit_compile: auto` picks XLA at that size
 (`keras_clip.train.optimizer.tf_xla_min_steps`).
 
-    python benchmarks/jit_crossover.py --configs shapes:30,150 small-vit:4,16
+    python benchmarks/jit_crossover.py --configs shapes:30,150 small-vit:4,28
 
 Run it with nothing else on the machine; the runs go one after another.
 """
@@ -62,7 +62,7 @@ def child(config, steps, jit, batch_size):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=["shapes:30,150", "small-vit:4,16"],
+    p.add_argument("--configs", nargs="+", default=["shapes:30,150", "small-vit:4,28"],
                    help="CONFIG:STEPS,STEPS,... (at least two run lengths each)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--one", nargs=4, help=argparse.SUPPRESS)

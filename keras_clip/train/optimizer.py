@@ -41,18 +41,19 @@ def make_optimizer(training_config, steps):
     return optimizer
 
 
-# On TensorFlow, XLA's compile costs a fixed time, 5-14 s more than tracing
+# On TensorFlow, XLA's compile costs a fixed time, 4-14 s more than tracing
 # the plain step, and then saves time on every step. Whole `train()` runs
-# timed with and without it (benchmarks/jit_crossover.py, quiet 2-core AVX2
-# CPU, session 10, 2-3 runs per size) saved 30-58, 112-127 and 400-500 ms per
+# timed with and without it (benchmarks/jit_crossover.py, 2-core AVX2 CPU,
+# session 10, 3-4 runs per size) saved 23-58 ms, 66-127 ms and 0.4-1.0 s per
 # step at 0.9, 3.6 and 117 GFLOP per step (shapes at batch 16 and 64,
-# small-vit at 64): about as the square root of the step's FLOPs. XLA's run
-# was the shorter one from 235-335, 82-88 and 9-26 steps, that is from
-# steps x sqrt(GFLOP per step) = 97-318. So `auto` asks for
-# TF_XLA_STEPS_AT_1_GFLOP / sqrt(GFLOP per step) steps (1.6-5x the measured
-# crossovers: a margin for CPUs where XLA gains less), and for
-# TF_XLA_MIN_STEPS where the step's FLOPs are not known.
-TF_XLA_STEPS_AT_1_GFLOP = 500
+# small-vit at 64). XLA's run was the shorter one from 235-539, 82-121 and
+# 9-26 steps, that is from steps x sqrt(GFLOP per step) = 97-511. (One run at
+# batch 16, and one small-vit run over too short a span, 4 to 16 steps, saw no
+# saving.) So `auto` asks for TF_XLA_STEPS_AT_1_GFLOP / sqrt(GFLOP per step)
+# steps: 1.6x the longest crossover measured, and more for the other sizes
+# (846, 423 and 75 steps). Where the step's FLOPs are not known, it asks for
+# TF_XLA_MIN_STEPS.
+TF_XLA_STEPS_AT_1_GFLOP = 800
 TF_XLA_MIN_STEPS = 500
 
 

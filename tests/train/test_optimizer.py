@@ -71,11 +71,11 @@ def test_jit_compile_auto_follows_the_backend_and_the_run_length():
     assert resolve_jit_compile("auto", steps=short) is expected_short
     assert resolve_jit_compile("auto", steps=long, micro_batches=2) is expected_short
     assert resolve_jit_compile("auto") is expected_short  # run length unknown
-    # 4 GFLOP per step: 500 / sqrt(4) = 250 steps; 400 GFLOP: 25 steps.
-    assert resolve_jit_compile("auto", steps=250, step_flops=4e9) is expected_long
-    assert resolve_jit_compile("auto", steps=249, step_flops=4e9) is expected_short
-    assert resolve_jit_compile("auto", steps=25, step_flops=4e11) is expected_long
-    assert resolve_jit_compile("auto", steps=24, step_flops=4e11) is expected_short
+    # 4 GFLOP per step: 800 / sqrt(4) = 400 steps; 400 GFLOP: 40 steps.
+    assert resolve_jit_compile("auto", steps=400, step_flops=4e9) is expected_long
+    assert resolve_jit_compile("auto", steps=399, step_flops=4e9) is expected_short
+    assert resolve_jit_compile("auto", steps=40, step_flops=4e11) is expected_long
+    assert resolve_jit_compile("auto", steps=39, step_flops=4e11) is expected_short
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -92,6 +92,6 @@ def test_tensorflow_xla_run_length_shrinks_with_the_step_size():
     assert tf_xla_min_steps(4e9) == -(-TF_XLA_STEPS_AT_1_GFLOP // 2)
     # The sizes benchmarks/jit_crossover.py measured, with the longest of their
     # crossovers: XLA is asked for only beyond each (shapes at batch 16 and 64, small-vit).
-    for step_flops, crossover in ((0.9e9, 335), (3.58e9, 88), (116.7e9, 26)):
+    for step_flops, crossover in ((0.9e9, 539), (3.58e9, 121), (116.7e9, 26)):
         assert tf_xla_min_steps(step_flops) > 1.5 * crossover
     assert tf_xla_min_steps(1e18) == 1
