@@ -14,17 +14,11 @@ import math
 import keras
 
 
-def _walk(layer):
-    yield layer
-    for child in layer._flatten_layers(include_self=False, recursive=False):
-        yield from _walk(child)
-
-
 def layer_flops(tower, tokens, image_shape=None):
     """Forward FLOPs of one example through `tower`, whose layers see
     `tokens` tokens (`image_shape`: the input of its patch convolution)."""
     total = 0
-    for layer in _walk(tower):
+    for layer in tower._flatten_layers():  # the tower and every layer inside it, once each
         if isinstance(layer, keras.layers.Conv2D) and image_shape is not None:
             rows = image_shape[0] // layer.strides[0]
             cols = image_shape[1] // layer.strides[1]
