@@ -20,7 +20,7 @@ What is measured, per variant:
 - inference: keras_clip's `predict_on_batch`, open_clip's `encode_image` +
   `encode_text` under `torch.no_grad()`;
 - FLOP utilisation: model FLOPs counted analytically from the matmuls of the
-  towers (`train_throughput.clip_forward_flops`: patch embedding, q/k/v/out
+  towers (`keras_clip.models.flops.config_forward_flops`: patch embedding, q/k/v/out
   projections, attention scores and weighted sum, MLP, heads; norms, softmax
   and the loss are left out), training = 3 x forward (the backward pass costs
   two matmuls per forward one), divided by the float32 peak of a square
@@ -92,7 +92,7 @@ def run_open_clip(config_name, batch_size, steps, matmul_size):
     from _reference_imports import import_open_clip
 
     from keras_clip.config import load_config
-    from train_throughput import clip_forward_flops
+    from keras_clip.models.flops import config_forward_flops
 
     open_clip = import_open_clip()
     model_cfg = load_config(config_name)["model"]
@@ -124,7 +124,7 @@ def run_open_clip(config_name, batch_size, steps, matmul_size):
     infer_s = _time(infer_step, steps)
     a = torch.randn(matmul_size, matmul_size)
     peak = 2 * matmul_size**3 / _time(lambda: (a @ a)[0, 0].item(), 10)
-    flops = clip_forward_flops(model_cfg)
+    flops = config_forward_flops(model_cfg)
     return {
         "variant": "open_clip", "config": config_name, "batch_size": batch_size,
         "train_pairs_per_s": batch_size / train_s, "infer_pairs_per_s": batch_size / infer_s,

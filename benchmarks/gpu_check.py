@@ -12,7 +12,7 @@ constant learning rate, under `mixed_bfloat16` (torch.autocast for open_clip).
 
 Printed per variant: samples/s over the timed steps (the warm-up steps, which
 compile, are excluded), model FLOP utilisation (MFU: analytic matmul FLOPs,
-3 x forward per trained pair, `train_throughput.clip_forward_flops`, over the
+3 x forward per trained pair, `keras_clip.models.flops.config_forward_flops`, over the
 GPU's dense bf16 peak, looked up from the device name or `GPU_BF16_PEAK_TFLOPS`),
 peak accelerator memory, the loss of the first step (the initial weights) and
 of the last step.
@@ -248,9 +248,9 @@ def main():
         args.batch_size, args.warmup, args.steps = 8, 2, 3
     peak, device = (None, "CPU smoke run") if args.cpu_smoke else bf16_peak_tflops()
     sys.path[:0] = [ROOT, HERE]
-    from train_throughput import clip_forward_flops
+    from keras_clip.models.flops import config_forward_flops
 
-    flops = 3 * clip_forward_flops(model_cfg)
+    flops = 3 * config_forward_flops(model_cfg)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "init.safetensors")

@@ -17,25 +17,6 @@ import time
 from _backends import run_per_backend  # benchmarks/ is sys.path[0] when run as a script
 
 
-def transformer_flops(tokens, width, layers, mlp_dim):
-    """Forward multiply-adds x 2 of `layers` pre-norm transformer blocks on `tokens` tokens."""
-    projections = 4 * tokens * width * width  # q, k, v, out
-    attention = 2 * tokens * tokens * width  # scores + weighted sum
-    mlp = 2 * tokens * width * mlp_dim
-    return 2 * layers * (projections + attention + mlp)
-
-
-def clip_forward_flops(model_config):
-    """Forward FLOPs per image-text pair (matmuls only: they dominate)."""
-    img, txt = model_config["image_encoder"], model_config["text_encoder"]
-    patches = (img["image_size"] // img["patch_size"]) ** 2
-    patch_embed = 2 * patches * (img["patch_size"] ** 2 * 3) * img["width"]
-    image = patch_embed + transformer_flops(patches + 1, img["width"], img["layers"], img["mlp_dim"])
-    text = transformer_flops(txt["context_length"], txt["width"], txt["layers"], txt["mlp_dim"])
-    heads = 2 * model_config["embed_dim"] * (img["width"] + txt["width"])
-    return image + text + heads
-
-
 def _time(fn, repeats):
     fn()  # warm up / compile
     fn()
@@ -93,7 +74,9 @@ def run_current_backend(config_name, batch_size, steps, jit_compile, matmul_size
         keras.ops.convert_to_numpy(matmul(a, a)[0, 0])
 
     peak = 2 * n**3 / _time(run_matmul, 10)
-    flops = clip_forward_flops(model_cfg)
+    from keras_clip.models.flops import config_forward_flops
+
+    flops = config_forward_flops(model_cfg)
     return {
         "backend": keras.backend.backend(),
         "jit_compile": bool(model.jit_compile),

@@ -7,6 +7,10 @@ every `Dense` and `EinsumDense` kernel applied to every token, the patch
 convolution at every output position, and attention's two `T x T`
 products (scores and the weighted sum). Layer norms, softmax, GELU and
 the loss are left out. A multiply-add counts 2.
+
+`config_forward_flops` gives the same count in closed form from a model
+config, for a linear-head ViT CLIP that is not built (the benchmarks use
+it for open_clip's side); a test checks the two agree.
 """
 
 import math
@@ -29,6 +33,25 @@ def layer_flops(tower, tokens, image_shape=None):
             # scores q.k over key_dim, then the weighted sum of values
             total += 2 * tokens * tokens * layer.num_heads * (layer.key_dim + (layer.value_dim or layer.key_dim))
     return total
+
+
+def transformer_flops(tokens, width, layers, mlp_dim):
+    """Forward FLOPs of `layers` pre-norm transformer blocks on `tokens` tokens."""
+    projections = 4 * tokens * width * width  # q, k, v, out
+    attention = 2 * tokens * tokens * width  # scores + weighted sum
+    mlp = 2 * tokens * width * mlp_dim
+    return 2 * layers * (projections + attention + mlp)
+
+
+def config_forward_flops(model_config):
+    """`forward_flops` in closed form from a model config (linear heads)."""
+    img, txt = model_config["image_encoder"], model_config["text_encoder"]
+    patches = (img["image_size"] // img["patch_size"]) ** 2
+    patch_embed = 2 * patches * (img["patch_size"] ** 2 * 3) * img["width"]
+    image = patch_embed + transformer_flops(patches + 1, img["width"], img["layers"], img["mlp_dim"])
+    text = transformer_flops(txt["context_length"], txt["width"], txt["layers"], txt["mlp_dim"])
+    heads = 2 * model_config["embed_dim"] * (img["width"] + txt["width"])
+    return image + text + heads
 
 
 def image_tokens(model):

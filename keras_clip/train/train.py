@@ -178,7 +178,7 @@ def _train(config, output_dir, verbose, callbacks, print_fn, auto_notes=None):
         print_fn(f"jit_compile: auto -> {'XLA' if jit_compile else 'no XLA'} "
                  f"({keras.backend.backend()}, {steps} steps of {step_flops / 1e9:.1f} GFLOP{rule})")
     model.compile(
-        optimizer=make_optimizer(training, steps_per_epoch * epochs),
+        optimizer=make_optimizer(training, steps),
         loss=loss,
         jit_compile=jit_compile,
         micro_batches=int(training["micro_batches"]),

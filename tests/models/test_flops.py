@@ -37,3 +37,9 @@ def test_mlp_heads_and_a_different_size_are_counted():
     heads = 2 * (2 * 16 * 24 + 2 * 24 * 16)  # width -> 24 -> embed_dim (16), per tower
     assert flops.forward_flops(model) == image + text + heads
     assert flops.train_step_flops(model, 3) == 9 * (image + text + heads)
+
+
+def test_the_config_closed_form_agrees_with_the_built_model():
+    for name in ("shapes", "small-vit"):
+        config = load_config(name)["model"]
+        assert flops.config_forward_flops(config) == flops.forward_flops(build_clip(config)), name
