@@ -16,6 +16,7 @@ from keras_clip.models.input_checks import (
 )
 from keras_clip.models.logit_scale import LogitScale
 from keras_clip.models.momentum import frozen_copy, momentum_keys, resolve_momentum, update_momentum
+from keras_clip.models.fused_block import use_fused_blocks
 from keras_clip.models.patch_embedding import use_matmul_patch_embedding
 from keras_clip.models.projection_head import make_head
 from keras_clip.utils.backend import is_concrete
@@ -154,6 +155,8 @@ class CLIP(ContrastiveTraining, keras.Model):
             self.queue.build()
         presets.fix_position_ids(image_encoder)
         use_matmul_patch_embedding(image_encoder)
+        use_fused_blocks(image_encoder)
+        use_fused_blocks(text_encoder)
         self.image_head.build((None, image_width))
         self.text_head.build((None, text_width))
         self.logit_scale.build()
@@ -161,6 +164,8 @@ class CLIP(ContrastiveTraining, keras.Model):
         if momentum is not None:
             self.momentum_image_encoder = frozen_copy(image_encoder, "momentum_image_encoder")
             self.momentum_text_encoder = frozen_copy(text_encoder, "momentum_text_encoder")
+            use_fused_blocks(self.momentum_image_encoder)
+            use_fused_blocks(self.momentum_text_encoder)
             self.momentum_image_head = frozen_copy(self.image_head, "momentum_image_head", (None, image_width))
             self.momentum_text_head = frozen_copy(self.text_head, "momentum_text_head", (None, text_width))
 

@@ -55,6 +55,7 @@ def _remat_call(call):
     def wrapped(x, training=None, **kwargs):
         return keras.remat(lambda inputs: call(inputs, training=training, **kwargs))(x)
 
+    wrapped.remat_of = call
     return wrapped
 
 
@@ -98,8 +99,12 @@ def set_remat(model, enabled=True):
     if enabled and keras.backend.backend() == "jax":
         _warn_if_jax_cpu_keeps_activations()
     for block in blocks:
-        if "call" in vars(block):  # undo an earlier set_remat
-            del block.call
+        wrapped = getattr(vars(block).get("call"), "remat_of", None)
+        if wrapped is not None:  # undo an earlier set_remat, keeping a fused call (models/fused_block.py)
+            if getattr(wrapped, "fused", False):
+                block.call = wrapped
+            else:
+                del block.call
         if enabled:
             block.call = _remat_call(block.call)
         block.remat = enabled
