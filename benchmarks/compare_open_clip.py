@@ -4,8 +4,10 @@
     python benchmarks/compare_open_clip.py --variants open_clip,tensorflow:xla,jax
 
 Every variant runs in its own process, one after the other (KERAS_BACKEND is
-fixed per process), and one table is printed: training and inference pairs/s,
-the ratio to open_clip, and the fraction of the float32 matmul peak.
+fixed per process), `--rounds` times round-robin, and one table is printed:
+training and inference pairs/s (medians over the rounds), the ratio to
+open_clip (the median of the ratios taken within each round, with their
+range), and the fraction of the float32 matmul peak.
 
 What is measured, per variant:
 - the model: the config's towers (vision width/layers/heads/MLP/patch/image
@@ -164,6 +166,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every variant this many times, round-robin, and report medians; each ratio to "
+                             "open_clip is taken within a round")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per process for every framework (OpenMP, TensorFlow, XLA, torch); "
                              "1 keeps a shared machine's contention from stalling multi-threaded kernels")
@@ -179,44 +184,87 @@ def main():
         return
 
     for config_name in args.configs.split(","):
-        results = []
-        for variant in args.variants.split(","):
-            backend = variant.split(":")[0]
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                       KERAS_BACKEND="torch" if backend == "open_clip" else backend,
-                       PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
-            if args.threads:
-                env.update(thread_environment(args.threads))
-            cmd = [sys.executable, __file__, "--child", f"{config_name}|{variant}", "--batch-size",
-                   str(args.batch_size), "--steps", str(args.steps), "--matmul-size", str(args.matmul_size)]
-            cmd += ["--threads", str(args.threads)] if args.threads else []
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if out.returncode:
-                print(f"{variant}: failed (left out)\n{out.stderr[-1500:]}", file=sys.stderr)
-                continue
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rounds = [[r for r in (_run_child(variant, config_name, args) for variant in args.variants.split(","))
+                   if r is not None] for _ in range(args.rounds)]
+        results = summarise(rounds)
         if not results:
             continue
         reference = next((r for r in results if r["variant"] == "open_clip"), None)
         threads = f"{args.threads} CPU thread(s) per process" if args.threads else "default threads"
         print(f"\nconfig {config_name}, batch {args.batch_size}, float32, AdamW, {args.steps} timed steps, {threads}, "
-              f"{results[0]['forward_gflops_per_pair']:.3f} forward GFLOP per pair; "
+              f"{args.rounds} round(s), {results[0]['forward_gflops_per_pair']:.3f} forward GFLOP per pair; "
               + "; ".join(sorted({r["versions"] for r in results})))
-        print("| variant | train pairs/s | × open_clip | × open_clip, peak-normalised | infer pairs/s | × open_clip | "
-              "train FLOP/s ÷ matmul peak | infer ÷ peak | matmul peak GFLOP/s |")
+        print("| variant | train pairs/s | × open_clip (rounds' range) | × open_clip, peak-normalised | infer pairs/s | "
+              "× open_clip | train FLOP/s ÷ matmul peak | infer ÷ peak | matmul peak GFLOP/s |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in results:
-            ratio_t = f"{r['train_pairs_per_s'] / reference['train_pairs_per_s']:.2f}" if reference else "-"
-            ratio_i = f"{r['infer_pairs_per_s'] / reference['infer_pairs_per_s']:.2f}" if reference else "-"
-            # The same ratio with each side divided by its own process's matmul peak: on a shared
-            # machine whose load changes between processes this is the steadier comparison.
-            ratio_n = (f"{r['train_flops_fraction'] / reference['train_flops_fraction']:.2f}"
-                       if reference else "-")
-            print(f"| {label(r)} | {r['train_pairs_per_s']:.1f} | {ratio_t} | {ratio_n} | {r['infer_pairs_per_s']:.1f} | "
-                  f"{ratio_i} | {r['train_flops_fraction']:.2f} | {r['infer_flops_fraction']:.2f} | "
-                  f"{r['matmul_peak_gflops']:.0f} |")
+            def ratio(key, r=r):
+                if reference is None:
+                    return "-"
+                text = f"{r[key]:.2f}"
+                if len(r.get(key + "_rounds", [])) > 1:
+                    text += f" ({min(r[key + '_rounds']):.2f}–{max(r[key + '_rounds']):.2f})"
+                return text
+
+            print(f"| {label(r)} | {r['train_pairs_per_s']:.1f} | {ratio('train_ratio')} | {ratio('peak_ratio')} | "
+                  f"{r['infer_pairs_per_s']:.1f} | {ratio('infer_ratio')} | {r['train_flops_fraction']:.2f} | "
+                  f"{r['infer_flops_fraction']:.2f} | {r['matmul_peak_gflops']:.0f} |")
         sys.stdout.flush()
 
+
+def _run_child(variant, config_name, args):
+    """One variant in its own process; its result dict, or None when it failed."""
+    backend = variant.split(":")[0]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="torch" if backend == "open_clip" else backend,
+               PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
+    if args.threads:
+        env.update(thread_environment(args.threads))
+    cmd = [sys.executable, __file__, "--child", f"{config_name}|{variant}", "--batch-size",
+           str(args.batch_size), "--steps", str(args.steps), "--matmul-size", str(args.matmul_size)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        print(f"{variant}: failed (left out)\n{out.stderr[-1500:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def summarise(rounds):
+    """One row per variant from R rounds (each a list of result dicts, the
+    variants run one after another): the median of each measured figure over
+    the rounds, and each ratio to open_clip taken within a round (so that the
+    two processes compared ran minutes apart, not a whole run apart), its
+    median and, in `<ratio>_rounds`, every round's value."""
+    rows = {}
+    for results in rounds:
+        reference = next((r for r in results if r["variant"] == "open_clip"), None)
+        for r in results:
+            row = rows.setdefault(r["variant"], {"samples": [], "train_ratio_rounds": [], "infer_ratio_rounds": [],
+                                                 "peak_ratio_rounds": []})
+            row["samples"].append(r)
+            if reference is not None:
+                row["train_ratio_rounds"].append(r["train_pairs_per_s"] / reference["train_pairs_per_s"])
+                row["infer_ratio_rounds"].append(r["infer_pairs_per_s"] / reference["infer_pairs_per_s"])
+                row["peak_ratio_rounds"].append(r["train_flops_fraction"] / reference["train_flops_fraction"])
+    summary = []
+    for row in rows.values():
+        first = row.pop("samples")
+        out = dict(first[0])
+        for key in ("train_pairs_per_s", "infer_pairs_per_s", "train_flops_fraction", "infer_flops_fraction",
+                    "matmul_peak_gflops"):
+            out[key] = _median([r[key] for r in first])
+        for key in ("train_ratio", "infer_ratio", "peak_ratio"):
+            if row[key + "_rounds"]:
+                out[key] = _median(row[key + "_rounds"])
+                out[key + "_rounds"] = row[key + "_rounds"]
+        summary.append(out)
+    return summary
 
 if __name__ == "__main__":
     main()
