@@ -27,22 +27,31 @@ import keras
 def _structure_matches(block):
     """Whether `block` is built like keras-hub's `CLIPEncoderLayer` with
     biases, default layer norms and self-attention over the token axis."""
-    names = ("layer_norm_1", "attention", "layer_norm_2", "dense_1", "activation", "dense_2")
+    names = ("layer_norm_1", "attention", "layer_norm_2", "dense_1", "activation", "dense_2", "use_causal_mask")
     if not block.built or not all(hasattr(block, name) for name in names):
         return False
     attention = block.attention
+    if not isinstance(attention, keras.layers.MultiHeadAttention):
+        return False
     dense = [getattr(attention, f"_{n}_dense", None) for n in ("query", "key", "value", "output")]
-    if not isinstance(attention, keras.layers.MultiHeadAttention) or any(d is None or d.bias is None for d in dense):
+    if any(d is None or d.bias is None for d in dense) or attention._value_dim != attention._key_dim \
+            or attention._attention_axes not in (None, (1,)):
         return False
-    if attention._value_dim != attention._key_dim or attention._attention_axes not in (None, (1,)):
+    heads, head_dim = attention._num_heads, attention._key_dim
+    width = tuple(dense[0].kernel.shape)[0]
+    shapes = [tuple(d.kernel.shape) for d in dense]
+    if shapes != [(width, heads, head_dim)] * 3 + [(heads, head_dim, width)]:
         return False
-    norms = (block.layer_norm_1, block.layer_norm_2)
-    for n in norms:
-        axis = tuple(n.axis) if isinstance(n.axis, (list, tuple)) else (n.axis,)
-        if not isinstance(n, keras.layers.LayerNormalization) or n.gamma is None or n.beta is None \
-                or getattr(n, "rms_scaling", False) or axis not in ((-1,), (2,)):
+    for norm in (block.layer_norm_1, block.layer_norm_2):
+        if not isinstance(norm, keras.layers.LayerNormalization) or norm.gamma is None or norm.beta is None \
+                or getattr(norm, "rms_scaling", False):
             return False
-    return all(isinstance(d, keras.layers.Dense) and d.bias is not None for d in (block.dense_1, block.dense_2))
+        axis = tuple(norm.axis) if isinstance(norm.axis, (list, tuple)) else (norm.axis,)
+        if axis not in ((-1,), (2,)):
+            return False
+    mlp = (block.dense_1, block.dense_2)
+    linear = (None, keras.activations.linear)
+    return all(isinstance(d, keras.layers.Dense) and d.bias is not None and d.activation in linear for d in mlp)
 
 
 def _projections(block):
