@@ -130,6 +130,9 @@ def test_fallbacks_run_the_blocks_own_call():
     other = keras_hub.layers.TransformerEncoder(MLP, HEADS)
     other.build((None, TOKENS, WIDTH))
     assert fused_block_call(other) is None
+    odd = _block()
+    odd.dense_1.activation = keras.activations.relu  # an activation the fused MLP would not apply
+    assert fused_block_call(odd) is None
 
 
 def test_clip_fuses_its_blocks_on_torch_only(tiny_clip, tiny_batch):
