@@ -46,16 +46,19 @@ def _warn_if_jax_cpu_keeps_activations():
         )
 
 
-def _remat_call(call):
-    """`call(x, training=...)` with `x` rematerialised: `keras.remat` gets
-    the block input only (TensorFlow's `tf.recompute_grad` refuses keyword
-    arguments in graphs, which is why Keras' own `RematScope` path, passing
-    `training=` through, fails in a compiled TensorFlow step)."""
+def _remat_call(block):
+    """The block's `call(x, training=...)` with `x` rematerialised:
+    `keras.remat` gets the block input only (TensorFlow's `tf.recompute_grad`
+    refuses keyword arguments in graphs, which is why Keras' own `RematScope`
+    path, passing `training=` through, fails in a compiled TensorFlow step).
+    `instance_call` records the call set on the block itself before (a fused
+    call, models/fused_block.py), or None, for `set_remat` to restore."""
+    call = block.call
 
     def wrapped(x, training=None, **kwargs):
         return keras.remat(lambda inputs: call(inputs, training=training, **kwargs))(x)
 
-    wrapped.remat_of = call
+    wrapped.instance_call = vars(block).get("call")
     return wrapped
 
 
@@ -99,13 +102,13 @@ def set_remat(model, enabled=True):
     if enabled and keras.backend.backend() == "jax":
         _warn_if_jax_cpu_keeps_activations()
     for block in blocks:
-        wrapped = getattr(vars(block).get("call"), "remat_of", None)
-        if wrapped is not None:  # undo an earlier set_remat, keeping a fused call (models/fused_block.py)
-            if getattr(wrapped, "fused", False):
-                block.call = wrapped
-            else:
+        current = vars(block).get("call")
+        if hasattr(current, "instance_call"):  # undo an earlier set_remat
+            if current.instance_call is None:
                 del block.call
+            else:
+                block.call = current.instance_call
         if enabled:
-            block.call = _remat_call(block.call)
+            block.call = _remat_call(block)
         block.remat = enabled
     return len(blocks)
