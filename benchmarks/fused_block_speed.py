@@ -17,10 +17,7 @@ import os
 import sys
 import time
 
-
-def _percentiles(values):
-    values = sorted(values)
-    return values[0], values[len(values) // 4], values[len(values) // 2]
+from _timing import percentiles  # benchmarks/ is sys.path[0] when run as a script
 
 
 def main():
@@ -73,7 +70,7 @@ def main():
           "fused ÷ keras-hub, 25th pct. |")
     print("|---|---|---|---|")
     for case in cases:
-        plain, fused = _percentiles(times[(case, False)]), _percentiles(times[(case, True)])
+        plain, fused = percentiles(times[(case, False)]), percentiles(times[(case, True)])
         print(f"| {case} | {' / '.join(f'{v:.1f}' for v in plain)} | {' / '.join(f'{v:.1f}' for v in fused)} | "
               f"{fused[1] / plain[1]:.2f} |")
 

@@ -30,6 +30,8 @@ import os
 import sys
 import time
 
+from _timing import percentiles  # benchmarks/ is sys.path[0] when run as a script
+
 
 def parse_option(text):
     """'NAME=VALUE' -> (name, value) with true/false as bools, digits as ints."""
@@ -50,16 +52,12 @@ def program_summary(hlo_text):
     return f"{listed}; {len(hlo_text)} chars"
 
 
-def _percentiles(values):
-    values = sorted(values)
-    return values[0], values[len(values) // 4], values[len(values) // 2]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="shapes")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--option", action="append", default=[], help="'NAME=VALUE [NAME=VALUE ...]': one variant; repeat for more")
+    parser.add_argument("--option", action="append", default=[],
+                        help="'NAME=VALUE [NAME=VALUE ...]': one variant; repeat for more")
     parser.add_argument("--steps", type=int, default=4, help="steps per variant per round")
     parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
@@ -107,14 +105,14 @@ def main():
         logs, _ = compiled[name](jax.tree_util.tree_map(lambda v: v.copy(), state), data)
         losses[name] = float(np.asarray(logs["loss"]))
 
-    base = _percentiles(times["default"])[2]
+    base = percentiles(times["default"])[2]
     print(f"\nconfig {args.config}, batch {args.batch_size}, {args.rounds - 1} counted rounds of {args.steps} "
           f"steps per variant, jax {jax.__version__}")
-    print("| XLA options | ms per step: min / 25th pct. / median | median ÷ default | loss, one step from the same state "
-          "| compiled program: library fusions, dots |")
+    print("| XLA options | ms per step: min / 25th pct. / median | median ÷ default "
+          "| loss, one step from the same state | compiled program: library fusions, dots |")
     print("|---|---|---|---|---|")
     for name in names:
-        low, quarter, median = _percentiles(times[name])
+        low, quarter, median = percentiles(times[name])
         same = " (HLO = default's)" if name != "default" and programs[name] == programs["default"] else ""
         print(f"| {name} | {low:.1f} / {quarter:.1f} / {median:.1f} | {median / base:.2f} | {losses[name]:.6f} "
               f"| {programs[name]}{same} |")
